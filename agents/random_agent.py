@@ -1,0 +1,78 @@
+"""A uniform random agent: the baseline every learning curve is compared with.
+
+It samples actions uniformly from any gymnasium action space, and goes through the whole
+runner path (vector envs, episode statistics, periodic evaluation, rollout videos, checkpoints),
+so it also serves as the smallest complete example of a forgelab agent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from forgelab.core.component import RunContext
+from forgelab.core.environments import completed_episodes
+from forgelab.core.evaluation import PeriodicEvaluator
+
+
+class RandomAgentConfig(BaseModel):
+    """The random agent has no hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RandomAgent:
+    """Uniform random actions.
+
+    :param options: :class:`RandomAgentConfig` (empty).
+    :param ctx: the run context.
+    """
+
+    def __init__(self, options: RandomAgentConfig, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.envs = ctx.make_vec_env()
+        self.rng = np.random.default_rng(ctx.seed)
+        self.step = 0
+        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.eval_space = self.envs.single_action_space
+        self.eval_space.seed(ctx.eval_seed)
+
+    def _eval_policy(self, obs: np.ndarray) -> Any:
+        return self.eval_space.sample()
+
+    def fit(self) -> None:
+        ctx, train = self.ctx, self.ctx.config.train
+        total = int(train.total_steps)
+        self.envs.action_space.seed(int(self.rng.integers(2**31)))
+        self.envs.reset(seed=ctx.seed)
+        start_step, start_time = self.step, time.perf_counter()
+        while self.step < total and not ctx.stop_requested:
+            last = self.step
+            _, _, _, _, infos = self.envs.step(self.envs.action_space.sample())
+            self.step += self.envs.num_envs
+            for episode_return, length in completed_episodes(infos):
+                ctx.tracker.log({"train/episode_return": episode_return,
+                                 "train/episode_length": length}, global_step=self.step)
+            if self.step // train.log_every > last // train.log_every:
+                sps = (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9)
+                ctx.tracker.log({"perf/sps": sps}, global_step=self.step)
+            self.evaluator.maybe_evaluate(self._eval_policy, self.step, last)
+            ctx.maybe_checkpoint(self, self.step, last)
+            ctx.progress.update(self.step)
+        if self.step >= total and self.evaluator.evaluations == 0:
+            self.evaluator.evaluate(self._eval_policy, self.step, video=True)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.evaluator.evaluate(self._eval_policy, self.step, video=True, save_best=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "rng": self.rng.bit_generator.state,
+                "evaluator": self.evaluator.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.rng.bit_generator.state = state["rng"]
+        self.evaluator.load_state_dict(state["evaluator"])

@@ -1,0 +1,283 @@
+"""The ``forgelab`` command line.
+
+Heavy libraries (torch, gymnasium, SB3, wandb) are imported inside the commands that need them,
+so ``forgelab --help`` and ``forgelab plugins`` stay instant however many plugins are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from forgelab.core.errors import ForgelabError
+from forgelab.core.registry import PLURALS
+
+EPILOG = """examples:
+  forgelab run cartpole-ppo                      train, logging to W&B (offline without an account)
+  forgelab run cartpole-dqn seed=3 agent.learning_rate=1e-3 train.total_steps=20000
+  forgelab run cartpole-dqn --dry-run            print the resolved, validated config
+  forgelab run --resume runs/cartpole-dqn/20261121-120000-ab12cd34
+  forgelab eval runs/cartpole-dqn/20261121-120000-ab12cd34
+  forgelab list agents                           components with their options
+  forgelab plugins                               installed plugins and their status
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgelab", description="Train RL agents and generative models from plugins, "
+        "logging to Weights & Biases.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their status and registrations")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("list", help="list registered components and their options")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", *PLURALS, "experiments"], help="what to list")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--details", action="store_true",
+                   help="envs: build each one and show its observation and action spaces")
+
+    p = sub.add_parser("run", help="train an experiment (a YAML path or a name in experiments/)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="overrides are dotted.key=value, e.g. seed=3 agent=ppo "
+                       "agent.learning_rate=1e-3 env.num_envs=8 train.total_steps=20000")
+    p.add_argument("experiment", nargs="?", help="experiment name or YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = sub.add_parser("eval", help="re-evaluate a saved run's checkpoint and log it")
+    p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = sub.add_parser("sample", help="write samples from a saved generative model")
+    p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", help="output file (.png grid, or .csv for 2-D data)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    return parser
+
+
+def _host(report: bool = True):
+    from forgelab.core.pluginhost import DISABLE_ENV, get_host
+
+    host = get_host()
+    if report:
+        for info in host.failures:
+            print(f"warning: plugin {info.name!r} ({info.distribution or info.module}) skipped: "
+                  f"{info.error}\n  disable it with {DISABLE_ENV}={info.name} or uninstall "
+                  f"{info.distribution or 'it'}", file=sys.stderr)
+    return host
+
+
+# -------------------------------------------------------------------------- plugins
+def cmd_plugins(args: argparse.Namespace) -> int:
+    host = _host(report=False)
+    plugins = [info.as_dict() for info in host.plugins.values()]
+    if args.json:
+        print(json.dumps(plugins, indent=2))
+        return 0
+    if not plugins:
+        print("no plugins installed")
+    for info in plugins:
+        dist = f"{info['distribution']} {info['version']}" if info["distribution"] else "-"
+        print(f"{info['name']:<14} {info['status']:<9} {dist:<20} {info['module']}")
+        if info["error"]:
+            print(f"    error: {info['error']}")
+        for reg in info["registered"]:
+            print(f"    {reg['kind']:<8} {reg['name']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- list
+def describe_options(schema: Any) -> list[dict[str, Any]]:
+    """Name, type, default and description of each field of a pydantic model."""
+    if schema is None:
+        return []
+    from pydantic_core import PydanticUndefined
+
+    options = []
+    for name, field in schema.model_fields.items():
+        annotation = field.annotation
+        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        default = field.default
+        if default is PydanticUndefined:
+            default = field.default_factory() if field.default_factory else "(required)"
+        options.append({"name": name, "type": type_name, "default": default,
+                        "description": field.description or ""})
+    return options
+
+
+def _component_rows(host, kind: str) -> list[dict[str, Any]]:
+    rows = []
+    for reg in host.registry.all(kind):
+        row = {"name": reg.name, "kind": kind, "description": reg.description,
+               "plugin": reg.source.plugin, "distribution": reg.source.distribution}
+        if kind == "env":
+            row["entry_point"] = reg.factory if isinstance(reg.factory, str) else repr(reg.factory)
+        else:
+            try:
+                row["options"] = describe_options(reg.load_config())
+            except ForgelabError as exc:
+                row["options_error"] = exc.message
+        rows.append(row)
+    return rows
+
+
+def _env_rows(host, details: bool) -> list[dict[str, Any]]:
+    import gymnasium
+
+    host.apply_env_registrations()
+    rows = _component_rows(host, "env")
+    plugin_ids = {row["name"] for row in rows}
+    for env_id, spec in sorted(gymnasium.registry.items()):
+        if env_id in plugin_ids:
+            continue
+        rows.append({"name": env_id, "kind": "env", "description": "", "plugin": "gymnasium",
+                     "distribution": "gymnasium", "entry_point": str(spec.entry_point)})
+    if details:
+        for row in rows:
+            try:
+                env = gymnasium.make(row["name"])
+                row["observation_space"] = str(env.observation_space)
+                row["action_space"] = str(env.action_space)
+                env.close()
+            except Exception as exc:  # optional extras (box2d, mujoco, atari) not installed
+                row["unavailable"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return rows
+
+
+def _print_component(row: dict[str, Any]) -> None:
+    source = row["plugin"] + (f" ({row['distribution']})" if row.get("distribution") and
+                              row["distribution"] != row["plugin"] else "")
+    print(f"  {row['name']:<26} {row.get('description', '')}  [{source}]")
+    for key in ("observation_space", "action_space", "unavailable", "options_error"):
+        if key in row:
+            print(f"      {key}: {row[key]}")
+    for opt in row.get("options", []):
+        desc = f"  {opt['description']}" if opt["description"] else ""
+        print(f"      {opt['name']}: {opt['type']} = {opt['default']!r}{desc}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from forgelab.core.config import available_experiments
+
+    host = _host()
+    result: dict[str, list[dict[str, Any]]] = {}
+    kinds = list(PLURALS) if args.what == "all" else [args.what]
+    for plural in kinds:
+        if plural == "experiments":
+            result["experiments"] = [{"name": n} for n in available_experiments()]
+        elif plural == "envs":
+            rows = _env_rows(host, args.details)
+            if args.what == "all" and not args.details:  # all: plugin envs only, gym's are many
+                rows = [r for r in rows if r["plugin"] != "gymnasium"]
+            result["envs"] = rows
+        else:
+            result[plural] = _component_rows(host, PLURALS[plural])
+    if args.what == "all":
+        result["experiments"] = [{"name": n} for n in available_experiments()]
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    for plural, rows in result.items():
+        print(f"{plural}:")
+        if not rows:
+            print("  (none)")
+        for row in rows:
+            if plural == "experiments":
+                print(f"  {row['name']}")
+            else:
+                _print_component(row)
+    return 0
+
+
+# ------------------------------------------------------------------- run / eval / sample
+def cmd_run(args: argparse.Namespace) -> int:
+    from forgelab.core import runner
+    from forgelab.core.config import dump_yaml, load_experiment
+
+    host = _host()
+    if args.resume:
+        overrides = ([args.experiment] if args.experiment else []) + args.overrides
+        run_dir = runner.resume(Path(args.resume), overrides, host=host,
+                                show_progress=not args.no_progress)
+        print(f"run directory: {run_dir}")
+        return 0
+    if not args.experiment:
+        raise ForgelabError("which experiment? `forgelab run EXPERIMENT [key=value ...]`",
+                            hint="`forgelab list experiments` shows the ones in experiments/")
+    config = load_experiment(args.experiment, args.overrides)
+    prepared = runner.prepare(config, host)
+    if args.dry_run:
+        print(dump_yaml(prepared.resolved_config()), end="")
+        return 0
+    run_dir = runner.train(config, host=host, show_progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from forgelab.core import runner
+
+    metrics, job_dir = runner.evaluate(Path(args.run_dir), which=args.checkpoint, host=_host())
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:<28} {value:.4f}" if isinstance(value, float) else f"{key:<28} {value}")
+        print(f"evaluation logged in {job_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from forgelab.core import runner
+
+    if args.n < 1:
+        raise ForgelabError(f"--n must be at least 1 (got {args.n})")
+    path = runner.sample(Path(args.run_dir), args.n, Path(args.out) if args.out else None,
+                         which=args.checkpoint, host=_host())
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cmd_eval,
+            "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for rollout videos
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"forgelab {version('forgelab')}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except ForgelabError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The contract between the runner and a component (an agent or a generative model).
+
+A plugin registers a *factory* ``factory(options, ctx) -> Component``. ``options`` is the
+validated instance of the config class it registered; ``ctx`` is the :class:`RunContext` the
+runner built. Components never read the CLI or global state: everything arrives through these two
+arguments (device, seed, tracker, checkpoints, environment or dataset builders).
+
+The runner calls, in order::
+
+    component = factory(options, ctx)
+    component.load_state_dict(state)      # only when resuming
+    component.fit()                       # returns when done or when ctx.stop_requested
+    ctx.checkpoints.save(component)       # always, also after Ctrl-C / SIGTERM
+
+``fit`` must be resumable: after ``load_state_dict`` it continues from the saved step counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # keep `import forgelab.core` free of torch and gymnasium
+    import gymnasium as gym
+    import torch
+
+    from forgelab.core.checkpoints import CheckpointManager
+    from forgelab.core.config import ExperimentConfig
+    from forgelab.core.progress import Progress
+    from forgelab.core.registry import Registry
+    from forgelab.core.tracking import Tracker
+
+
+@runtime_checkable
+class Component(Protocol):
+    """What every agent and generative model implements."""
+
+    #: training progress in the run's unit (env steps for agents, epochs for models)
+    step: int
+
+    def fit(self) -> None:
+        """Train until the configured budget is reached or ``ctx.stop_requested`` turns true."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Full training state: networks, optimizers, schedules, buffers, RNG, step counters.
+
+        Must load with ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists,
+        tuples and dicts only (:func:`forgelab.core.checkpoints.to_safe` converts NumPy arrays).
+        """
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate the current model, log it through the tracker, and return the metrics."""
+
+
+@runtime_checkable
+class FileCheckpointing(Protocol):
+    """Optional: a component whose checkpoint includes files of its own (e.g. an SB3 ``.zip``)."""
+
+    def save_files(self, directory: Path) -> None: ...
+
+    def load_files(self, directory: Path) -> None: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Optional: a generative model that `forgelab sample RUN_DIR` can draw from."""
+
+    def sample_to_file(self, n: int, out: Path) -> Path: ...
+
+
+@dataclass
+class RunContext:
+    """Everything a component gets from the runner.
+
+    :param config: the validated experiment.
+    :param run_dir: this run's directory (``runs/<experiment>/<timestamp>-<id>/``).
+    :param device: the torch device resolved from ``config.device``.
+    :param seed: the run's seed; Python, NumPy and torch are already seeded with it.
+    :param tracker: metrics, images, videos, artifacts (W&B + ``metrics.jsonl``).
+    :param checkpoints: atomic checkpoint writes, ``latest`` / ``best`` pointers and artifacts.
+    :param progress: the progress bar; call ``progress.update(step, **metrics)``.
+    :param registry: the component registry (datasets are looked up here).
+    :param job_type: ``train``, ``eval`` or ``sample``.
+    """
+
+    config: ExperimentConfig
+    run_dir: Path
+    device: torch.device
+    seed: int
+    tracker: Tracker
+    checkpoints: CheckpointManager
+    progress: Progress
+    registry: Registry
+    job_type: str = "train"
+    resumed: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _dataset: Any = None
+
+    # ------------------------------------------------------------------ control
+    @property
+    def stop_requested(self) -> bool:
+        """True after Ctrl-C / SIGTERM: finish the current update and return from ``fit``."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ----------------------------------------------------------------- training
+    @property
+    def train(self):  # noqa: ANN201 - TrainSpec, imported lazily for type checkers
+        return self.config.train
+
+    def maybe_checkpoint(self, component: Component, step: int, last_step: int) -> bool:
+        """Save a periodic checkpoint when ``step`` crossed a ``train.checkpoint_every`` mark.
+
+        :param step: the current step (env steps or epochs).
+        :param last_step: the step at the previous call.
+        :return: whether a checkpoint was written.
+        """
+        every = self.config.train.checkpoint_every
+        if every and step // every > last_step // every:
+            self.checkpoints.save(component, step)
+            return True
+        return False
+
+    # -------------------------------------------------------------- environments
+    def make_env(self, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+        """One environment with the experiment's wrappers, seeded (``ctx.seed`` by default)."""
+        from forgelab.core.environments import make_env
+
+        env = make_env(self.config.env, render_mode=render_mode)
+        env.reset(seed=self.seed if seed is None else seed)
+        return env
+
+    def make_vec_env(self) -> gym.vector.VectorEnv:
+        """The training vector env (``env.num_envs`` copies, sync or async, same-step autoreset).
+
+        Unseeded: call ``envs.reset(seed=ctx.seed)`` once (sub-env ``i`` gets ``seed + i``). The
+        last observation of a finished episode is in ``info["final_obs"]``
+        (:func:`forgelab.core.environments.final_observations`).
+        """
+        from forgelab.core.environments import make_vec_env
+
+        return make_vec_env(self.config.env)
+
+    def make_eval_env(self, render_mode: str | None = "rgb_array") -> gym.Env:
+        """An evaluation env with its own seed stream, separate from the training envs."""
+        from forgelab.core.environments import make_env
+
+        return make_env(self.config.env, render_mode=render_mode, for_eval=True)
+
+    @property
+    def eval_seed(self) -> int:
+        return self.seed + 100_000
+
+    # ------------------------------------------------------------------ datasets
+    def load_dataset(self) -> Any:
+        """Build the experiment's dataset through its registered factory (cached)."""
+        if self._dataset is None:
+            from forgelab.core.config import validate_options
+
+            reg = self.registry.get("dataset", self.config.dataset)
+            options = validate_options(reg.load_config(), self.config.dataset_options,
+                                       "dataset_options", reg.name)
+            self._dataset = reg.load_factory()(options, self.seed)
+        return self._dataset
+
+
+PolicyFn = Callable[[Any], Any]

@@ -1,0 +1,342 @@
+"""Experiment files, command-line overrides and their validation.
+
+An experiment is a YAML file (read with ``yaml.safe_load``) validated against
+:class:`ExperimentConfig`; a component's own options are validated against the pydantic model
+its plugin registered. Every problem becomes one :class:`ConfigError` that names the key, what
+is allowed and the closest match.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from forgelab.core.errors import ConfigError, closest, unknown_name_message
+
+EXPERIMENTS_ENV = "FORGELAB_EXPERIMENTS"
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# `agent.lr=...` on the command line is short for `agent_options.lr=...`.
+OPTION_PREFIXES = {"agent": "agent_options", "model": "model_options", "dataset": "dataset_options"}
+
+
+class StrictModel(BaseModel):
+    """Base for every config schema: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WrapperSpec(StrictModel):
+    """One environment wrapper: ``{name: normalize_observation}`` plus the wrapper's kwargs."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class EnvSpec(StrictModel):
+    """The environment of an RL experiment."""
+
+    id: str = Field(description="gymnasium id, e.g. CartPole-v1 or forgelab/GridWorld-v0")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
+    num_envs: PositiveInt = Field(1, description="parallel copies in the vector env")
+    vectorization: Literal["sync", "async"] = "sync"
+    max_episode_steps: PositiveInt | None = Field(None, description="override the time limit")
+    wrappers: list[WrapperSpec] = Field(default_factory=list)
+
+    @field_validator("wrappers", mode="before")
+    @classmethod
+    def _wrapper_shorthand(cls, value: Any) -> Any:
+        # `- normalize_observation` is short for `- {name: normalize_observation}`
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+class TrainSpec(StrictModel):
+    """Length and schedule of training. Agents count env steps, generative models epochs."""
+
+    total_steps: PositiveInt | None = Field(None, description="env steps (agents)")
+    epochs: PositiveInt | None = Field(None, description="passes over the data (models)")
+    eval_every: PositiveInt | None = Field(None, description="steps (agents) or epochs (models)")
+    eval_episodes: PositiveInt = 10
+    video_every: PositiveInt | None = Field(None, description="env steps between rollout videos")
+    checkpoint_every: PositiveInt | None = Field(None, description="steps or epochs")
+    log_every: PositiveInt = Field(1000, description="env steps between train/ log rows")
+
+
+class TrackingSpec(StrictModel):
+    """Weights & Biases settings; a local metrics.jsonl is written whatever the mode."""
+
+    project: str = "forgelab"
+    entity: str | None = None
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    group: str | None = Field(None, description="default: the experiment name")
+    tags: list[str] = Field(default_factory=list)
+    log_checkpoints: bool = Field(True, description="upload checkpoints as W&B artifacts")
+
+
+class ExperimentConfig(StrictModel):
+    """A whole experiment: one agent (with an env) or one model (with a dataset)."""
+
+    name: str = "experiment"
+    agent: str | None = None
+    agent_options: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    env: EnvSpec | None = None
+    seed: NonNegativeInt = 0
+    device: str = "auto"
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    output_dir: str = Field("runs", description="where run directories are created")
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_shorthand(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    @field_validator("device")
+    @classmethod
+    def _device_pattern(cls, value: str) -> str:
+        if not DEVICE_RE.match(value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @model_validator(mode="after")
+    def _one_component(self) -> ExperimentConfig:
+        if (self.agent is None) == (self.model is None):
+            raise ValueError("set exactly one of 'agent' (RL) or 'model' (generative)")
+        if self.agent is not None:
+            if self.env is None:
+                raise ValueError("an agent needs an 'env', e.g. env: {id: CartPole-v1}")
+            if self.train.total_steps is None:
+                raise ValueError("an agent needs 'train.total_steps'")
+        if self.model is not None:
+            if self.dataset is None:
+                raise ValueError("a model needs a 'dataset', e.g. dataset: digits")
+            if self.train.epochs is None:
+                raise ValueError("a model needs 'train.epochs'")
+        return self
+
+    @property
+    def kind(self) -> Literal["agent", "model"]:
+        return "agent" if self.agent is not None else "model"
+
+    @property
+    def component(self) -> str:
+        return self.agent if self.agent is not None else self.model  # type: ignore[return-value]
+
+    @property
+    def component_options(self) -> dict[str, Any]:
+        return self.agent_options if self.agent is not None else self.model_options
+
+
+# ------------------------------------------------------------------ experiment files
+def experiment_dirs() -> list[Path]:
+    """Where `forgelab run NAME` looks for NAME.yaml, in order."""
+    dirs = [Path.cwd() / "experiments"]
+    if os.environ.get(EXPERIMENTS_ENV):
+        dirs.insert(0, Path(os.environ[EXPERIMENTS_ENV]))
+    repo_experiments = Path(__file__).resolve().parent.parent / "experiments"
+    if repo_experiments not in dirs:
+        dirs.append(repo_experiments)
+    return [d for d in dirs if d.is_dir()]
+
+
+def available_experiments() -> list[str]:
+    names = {p.stem for d in experiment_dirs() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def find_experiment(ref: str) -> Path:
+    """Resolve a YAML path or the name of a file in an experiments folder."""
+    path = Path(ref).expanduser()
+    if path.suffix in {".yaml", ".yml"} or os.sep in ref:
+        if path.is_file():
+            return path
+        raise ConfigError(f"experiment file not found: {path}",
+                          hint="give a path to a YAML file or the name of one in experiments/")
+    for directory in experiment_dirs():
+        for suffix in (".yaml", ".yml"):
+            candidate = directory / f"{ref}{suffix}"
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(unknown_name_message("experiment", ref, available_experiments()),
+                      hint="give a path to a YAML file, or a name from experiments/")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe_load; errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment file must be a mapping of keys to values, "
+                          f"not {type(data).__name__}")
+    return data
+
+
+# ------------------------------------------------------------------------ overrides
+def parse_value(text: str) -> Any:
+    """Parse an override value the way YAML would, plus `1e-3` as a float."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value) if re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value) else value
+        except ValueError:
+            return value
+    return value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``["seed=3", "agent.learning_rate=1e-3"]`` -> ``[("seed", 3), (...)]``."""
+    parsed = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or key.startswith("-"):
+            raise ConfigError(
+                f"cannot read override {item!r}: overrides are dotted.key=value with no dashes",
+                hint="for example: forgelab run cartpole-dqn seed=3 agent.learning_rate=1e-3",
+            )
+        parsed.append((key, parse_value(raw)))
+    return parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Return a copy of ``data`` with the overrides applied.
+
+    Changing the component (``agent=ppo``) drops the file's options for the old component, since
+    they were written for it; options given on the same command line still apply.
+    """
+    data = copy.deepcopy(data)
+    for key, value in overrides:
+        parts = key.split(".")
+        if parts[0] in OPTION_PREFIXES and len(parts) > 1:
+            parts[0] = OPTION_PREFIXES[parts[0]]
+        if len(parts) == 1 and parts[0] in OPTION_PREFIXES and data.get(parts[0]) != value:
+            data[OPTION_PREFIXES[parts[0]]] = {}
+        if parts == ["env"] and isinstance(value, str) and isinstance(data.get("env"), dict):
+            parts = ["env", "id"]
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[: i + 1])!r} is "
+                                  f"{child!r}, not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+# ----------------------------------------------------------------------- validation
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (sub)model at ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            break
+        current = nested[0]
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel],
+                            prefix: str = "", source: str = "") -> ConfigError:
+    """One readable message for all problems of a pydantic ValidationError."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            guess = closest(str(loc[-1]), allowed)
+            line = f"unknown key {key!r}"
+            if guess:
+                line += f"; did you mean {guess!r}?"
+            line += f" Allowed keys here: {', '.join(allowed)}"
+        else:
+            message = err["msg"]
+            if err["type"] == "literal_error":
+                message = message.replace("Input should be", "must be")
+            shown = err.get("input")
+            if loc:
+                line = f"{key}: {message}"
+                if not isinstance(shown, dict):
+                    line += f" (got {shown!r})"
+            else:
+                line = f"{message.removeprefix('Value error, ')}"
+        lines.append(line)
+    where = f"{source}: " if source else ""
+    if len(lines) == 1:
+        return ConfigError(where + lines[0])
+    return ConfigError(where + "invalid configuration:\n  - " + "\n  - ".join(lines))
+
+
+def validate_experiment(data: dict[str, Any], source: str = "") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(exc, ExperimentConfig, source=source) from None
+
+
+def validate_options(schema: type[BaseModel] | None, options: dict[str, Any], key: str,
+                     component: str) -> BaseModel | dict[str, Any]:
+    """Validate a component's options against the schema its plugin registered."""
+    if schema is None:
+        if options:
+            raise ConfigError(f"{key}: {component!r} takes no options (got {sorted(options)})")
+        return {}
+    try:
+        return schema.model_validate(options)
+    except ValidationError as exc:
+        raise format_validation_error(exc, schema, prefix=key) from None
+
+
+def load_experiment(ref: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Find, read, override and validate an experiment (component options are checked later)."""
+    path = find_experiment(str(ref))
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    data = apply_overrides(data, parse_overrides(list(overrides or [])))
+    return validate_experiment(data, source=str(path))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,46 @@
+"""Device selection and seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from forgelab.core.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto | cpu | cuda | cuda:N | mps`` -> a torch.device; an absent device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} requested but CUDA is not available here "
+                              f"(torch {torch.__version__})",
+                              hint="use device=cpu or device=auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {name!r} requested but only "
+                              f"{torch.cuda.device_count()} CUDA device(s) exist",
+                              hint=f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        return torch.device(name)
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device: 'mps' requested but Apple MPS is not available here",
+                              hint="use device=cpu or device=auto")
+        return torch.device("mps")
+    raise ConfigError(f"device: unknown device {name!r}", hint="auto, cpu, cuda, cuda:N or mps")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (environments are seeded by their first reset)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

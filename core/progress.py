@@ -1,0 +1,43 @@
+"""A progress bar with the key live metrics (tqdm on stderr)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Progress:
+    """Progress over ``total`` units (env steps or epochs).
+
+    :param total: the end of training, in ``unit``.
+    :param initial: where a resumed run starts.
+    :param enabled: draw the bar (off in tests and when stderr is not a terminal and CI is set).
+    """
+
+    def __init__(self, total: int | None, unit: str = "step", initial: int = 0,
+                 enabled: bool = True, description: str = "") -> None:
+        self._bar = None
+        self._last = initial
+        if enabled and total:
+            from tqdm import tqdm
+
+            interactive = sys.stderr.isatty()
+            self._bar = tqdm(total=total, initial=initial, unit=unit, desc=description,
+                             dynamic_ncols=True, mininterval=0.5 if interactive else 30.0,
+                             file=sys.stderr, leave=True)
+
+    def update(self, position: int, **metrics: Any) -> None:
+        """Move the bar to ``position`` and show ``metrics`` beside it."""
+        if self._bar is None:
+            return
+        if position > self._last:
+            self._bar.update(position - self._last)
+            self._last = position
+        if metrics:
+            shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()}
+            self._bar.set_postfix(shown, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,334 @@
+"""The runner: from a validated experiment to a trained, checkpointed, logged component.
+
+It owns everything around a component's ``fit``: registry lookup, option validation, device,
+seeds, the run directory, the tracker, checkpoints, resume, and Ctrl-C / SIGTERM handling.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import secrets
+import signal
+import string
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from forgelab.core.config import ExperimentConfig, dump_yaml, read_yaml, validate_experiment
+from forgelab.core.config import validate_options as _validate_options
+from forgelab.core.errors import ConfigError, ForgelabError
+from forgelab.core.pluginhost import PluginHost, get_host
+
+VERSIONED_PACKAGES = ("forgelab", "torch", "gymnasium", "stable-baselines3", "numpy", "wandb",
+                      "pluggy", "pydantic")
+RUN_INFO = "run.json"
+CONFIG_FILE = "config.yaml"
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that decide a run's numbers."""
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def new_run_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+@dataclass
+class PreparedRun:
+    """An experiment with its component resolved and its options validated."""
+
+    config: ExperimentConfig
+    options: BaseModel | dict[str, Any]
+    factory: Any
+    host: PluginHost
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The config with the component's options filled in with their defaults."""
+        data = self.config.model_dump(mode="json")
+        options = (self.options.model_dump(mode="json") if isinstance(self.options, BaseModel)
+                   else dict(self.options))
+        data["agent_options" if self.config.kind == "agent" else "model_options"] = options
+        return data
+
+
+def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> PreparedRun:
+    """Look the component up and validate its options (and dataset / env names)."""
+    host = host or get_host()
+    kind = config.kind
+    key = "agent" if kind == "agent" else "model"
+    try:
+        reg = host.registry.get(kind, config.component)
+    except ForgelabError as exc:
+        raise ConfigError(f"{key}: {exc.message}", hint=exc.hint) from None
+    options = _validate_options(reg.load_config(), config.component_options, key, reg.name)
+    if kind == "model":
+        try:
+            dataset = host.registry.get("dataset", config.dataset)
+        except ForgelabError as exc:
+            raise ConfigError(f"dataset: {exc.message}", hint=exc.hint) from None
+        _validate_options(dataset.load_config(), config.dataset_options, "dataset", dataset.name)
+    else:
+        host.apply_env_registrations()
+    return PreparedRun(config=config, options=options, factory=reg.load_factory(), host=host)
+
+
+def create_run_dir(config: ExperimentConfig) -> tuple[Path, str]:
+    """``<output_dir>/<experiment>/<YYYYmmdd-HHMMSS>-<id>/``, never reusing a directory."""
+    root = Path(config.output_dir) / config.name
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id()
+        run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}"
+        try:
+            run_dir.mkdir()
+            return run_dir, run_id
+        except FileExistsError:
+            continue
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+@contextmanager
+def _stop_on_signals(ctx: Any):
+    """First Ctrl-C / SIGTERM asks the component to stop (it then gets checkpointed);
+    a second Ctrl-C interrupts at once, keeping the last checkpoint on disk."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if ctx.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        ctx.request_stop()
+        name = signal.Signals(signum).name
+        print(f"\n{name}: stopping after the current update and saving a checkpoint "
+              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: signals stay with the caller
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _tracker_for(run: PreparedRun, run_dir: Path, run_id: str, job_type: str,
+                 resume: bool, wandb_config: dict[str, Any]):
+    from forgelab.core.tracking import Tracker, resolve_mode
+
+    config = run.config
+    tracking = config.tracking
+    mode = resolve_mode(tracking.mode)
+    tags = list(dict.fromkeys([config.component, *( [config.dataset] if config.dataset else []),
+                               *([config.env.id] if config.env else []), *tracking.tags]))
+    tracker = Tracker(
+        run_dir, mode=mode, run_id=run_id, resume=resume,
+        project=tracking.project, entity=tracking.entity,
+        group=tracking.group or config.name, job_type=job_type, tags=tags,
+        name=f"{config.name}-{run_id}", config=wandb_config,
+    )
+    if config.kind == "agent":
+        tracker.define_axis("global_step", ["train/*", "eval/*", "rollout/*", "perf/*"])
+    else:
+        tracker.define_axis("step", ["train/*", "perf/*"])
+        tracker.define_axis("epoch", ["val/*", "eval/*", "samples/*", "test/*"])
+    return tracker
+
+
+def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, resume: bool,
+                  wandb_config: dict[str, Any], progress_total: int | None = None,
+                  progress_initial: int = 0, show_progress: bool = True):
+    """Device, seeds, tracker, checkpoints and progress for one job in ``run_dir``."""
+    from forgelab.core.checkpoints import CheckpointManager
+    from forgelab.core.component import RunContext
+    from forgelab.core.device import resolve_device, seed_everything
+    from forgelab.core.progress import Progress
+
+    config = run.config
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    tracker = _tracker_for(run, run_dir, run_id, job_type, resume, wandb_config)
+    checkpoints = CheckpointManager(
+        run_dir / "checkpoints",
+        tracker=tracker if config.tracking.log_checkpoints else None,
+        artifact_name=f"{config.name}-{run_id}",
+    )
+    unit = "step" if config.kind == "agent" else "epoch"
+    progress = Progress(progress_total, unit=unit, initial=progress_initial,
+                        enabled=show_progress, description=config.name)
+    return RunContext(config=config, run_dir=run_dir, device=device, seed=config.seed,
+                      tracker=tracker, checkpoints=checkpoints, progress=progress,
+                      registry=run.host.registry, job_type=job_type, resumed=resume)
+
+
+def train(config: ExperimentConfig, host: PluginHost | None = None,
+          show_progress: bool = True) -> Path:
+    """Run a new training job; returns its run directory."""
+    run = prepare(config, host)
+    run_dir, run_id = create_run_dir(config)
+    resolved = run.resolved_config()
+    (run_dir / CONFIG_FILE).write_text(dump_yaml(resolved), encoding="utf-8")
+    info = {"run_id": run_id, "experiment": config.name, "status": "running",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions()}
+    _write_json(run_dir / RUN_INFO, info)
+    return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost | None = None,
+           show_progress: bool = True) -> Path:
+    """Continue a run from its latest checkpoint with full state and the same W&B run id.
+
+    Only ``train.*`` and ``tracking.*`` may be overridden (e.g. a longer ``train.total_steps``).
+    """
+    from forgelab.core.config import apply_overrides, parse_overrides
+
+    run_dir = Path(run_dir)
+    data, info = load_run(run_dir)
+    parsed = parse_overrides(list(overrides or []))
+    for key, _ in parsed:
+        if key.split(".")[0] not in {"train", "tracking"}:
+            raise ConfigError(f"cannot change {key!r} when resuming: only train.* and "
+                              "tracking.* may change", hint="start a new run instead")
+    config = validate_experiment(apply_overrides(data, parsed), source=str(run_dir / CONFIG_FILE))
+    run = prepare(config, host)
+    if parsed:
+        (run_dir / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()), encoding="utf-8")
+    return _fit(run, run_dir, info, resume=True, show_progress=show_progress)
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a run directory's ``config.yaml`` and ``run.json``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / RUN_INFO).is_file():
+        raise ForgelabError(f"{run_dir} is not a forgelab run directory "
+                            f"(no {CONFIG_FILE} / {RUN_INFO})",
+                            hint="pass a folder like runs/<experiment>/<timestamp>-<id>")
+    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    return read_yaml(run_dir / CONFIG_FILE), info
+
+
+def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
+         show_progress: bool) -> Path:
+    from forgelab.core.checkpoints import restore_rng
+
+    config = run.config
+    total = config.train.total_steps if config.kind == "agent" else config.train.epochs
+    state = None
+    if resume:
+        from forgelab.core.checkpoints import CheckpointManager
+
+        state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
+    wandb_config = {**run.resolved_config(), "versions": info.get("versions", {})}
+    ctx = build_context(run, run_dir, info["run_id"], "train", resume, wandb_config,
+                        progress_total=total,
+                        progress_initial=int(state["step"]) if state else 0,
+                        show_progress=show_progress)
+    exit_code = 1
+    status = "failed"
+    try:
+        component = run.factory(run.options, ctx)
+        if state is not None:
+            checkpoint_dir = ctx.checkpoints.path("latest")
+            component.load_state_dict(state["component"])
+            if hasattr(component, "load_files"):
+                component.load_files(checkpoint_dir)
+            restore_rng(state["rng"])
+        with _stop_on_signals(ctx):
+            try:
+                component.fit()
+            except KeyboardInterrupt:
+                status = "interrupted"
+                print("interrupted: kept the last checkpoint; resume with "
+                      f"`forgelab run --resume {run_dir}`", file=sys.stderr)
+                exit_code = 130
+                return run_dir
+            ctx.checkpoints.save(component)
+        status = "interrupted" if ctx.stop_requested else "finished"
+        exit_code = 0
+        if ctx.stop_requested:
+            print(f"stopped at step {component.step}; checkpoint saved. Resume with "
+                  f"`forgelab run --resume {run_dir}`", file=sys.stderr)
+    finally:
+        ctx.progress.close()
+        info.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _write_json(run_dir / RUN_INFO, info)
+        ctx.tracker.finish(exit_code=exit_code)
+    return run_dir
+
+
+def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
+                which: str) -> tuple[Any, Any, Path]:
+    """Rebuild a saved run's component in a new ``<run_dir>/<job_type>s/`` job with its
+    checkpoint loaded, for `forgelab eval` and `forgelab sample`."""
+    data, info = load_run(run_dir)
+    config = validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE))
+    run = prepare(config, host)
+    from forgelab.core.checkpoints import CheckpointManager, restore_rng
+
+    state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
+    job_root = Path(run_dir) / f"{job_type}s"
+    job_root.mkdir(exist_ok=True)
+    job_id = new_run_id()
+    job_dir = job_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
+    job_dir.mkdir()
+    wandb_config = {**run.resolved_config(), "versions": package_versions(),
+                    "source_run": info.get("run_id"), "checkpoint": checkpoint_dir.name}
+    ctx = build_context(run, job_dir, job_id, job_type, False, wandb_config, show_progress=False)
+    ctx.checkpoints.tracker = None  # a job reads checkpoints; it never writes one
+    component = run.factory(run.options, ctx)
+    component.load_state_dict(state["component"])
+    if hasattr(component, "load_files"):
+        component.load_files(checkpoint_dir)
+    restore_rng(state["rng"])
+    return component, ctx, checkpoint_dir
+
+
+def evaluate(run_dir: Path, which: str = "best", host: PluginHost | None = None
+             ) -> tuple[dict[str, float], Path]:
+    """Re-evaluate a saved run's checkpoint; logs a W&B run with ``job_type=eval``."""
+    component, ctx, checkpoint_dir = _job_in_run(run_dir, "eval", host, which)
+    exit_code = 1
+    try:
+        metrics = component.evaluate()
+        ctx.tracker.summary({**metrics, "checkpoint": checkpoint_dir.name})
+        exit_code = 0
+    finally:
+        ctx.tracker.finish(exit_code=exit_code)
+    return metrics, ctx.run_dir
+
+
+def sample(run_dir: Path, n: int, out: Path | None, which: str = "best",
+           host: PluginHost | None = None) -> Path:
+    """Write ``n`` samples of a saved generative model to ``out``."""
+    component, ctx, _ = _job_in_run(run_dir, "sample", host, which)
+    exit_code = 1
+    try:
+        if not hasattr(component, "sample_to_file"):
+            raise ForgelabError(f"{ctx.config.component!r} cannot draw samples",
+                                hint="`forgelab sample` works on generative-model runs")
+        path = component.sample_to_file(n, Path(out) if out else ctx.run_dir / "samples.png")
+        exit_code = 0
+    finally:
+        ctx.tracker.finish(exit_code=exit_code)
+    return path

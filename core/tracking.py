@@ -1,0 +1,210 @@
+"""One tracker API for components: scalars, images, videos, artifacts, summary.
+
+Everything goes to Weights & Biases (online, offline or disabled) *and* to the run directory:
+scalars to ``metrics.jsonl``, media under ``media/``. W&B mode ``auto`` is online when
+credentials exist and offline otherwise; ``WANDB_MODE`` always wins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import netrc
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Step axes: RL metrics are plotted against env steps, generative ones against epochs/steps.
+AXES = ("global_step", "epoch", "step")
+
+
+def wandb_credentials_present() -> bool:
+    """True when W&B can log in without asking: an API key in the environment or ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai")
+                                            .removeprefix("https://").removeprefix("http://"))
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` -> online with credentials, else offline. ``WANDB_MODE`` is honoured."""
+    forced = os.environ.get("WANDB_MODE")
+    if forced:
+        return {"dryrun": "offline", "run": "online"}.get(forced, forced)
+    if mode == "auto":
+        return "online" if wandb_credentials_present() else "offline"
+    return mode
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d torch tensor
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def to_uint8_frames(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+    """Frames as (T, H, W, C) uint8, whatever came in ((T, C, H, W), floats in [0, 1], gray)."""
+    array = np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames)
+    if array.ndim == 3:  # (T, H, W) grayscale
+        array = array[..., None]
+    if array.ndim != 4:
+        raise ValueError(f"video frames must be 4-D (T, H, W, C), got shape {array.shape}")
+    if array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(0, 2, 3, 1)
+    if array.dtype != np.uint8:
+        array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array
+
+
+def to_uint8_image(image: np.ndarray) -> np.ndarray:
+    """An image as (H, W, C) uint8 ((C, H, W) and floats in [0, 1] accepted)."""
+    return to_uint8_frames(np.asarray(image)[None] if np.asarray(image).ndim == 3 else
+                           np.asarray(image)[None, ..., None])[0]
+
+
+class Tracker:
+    """Logs to W&B and to the run directory.
+
+    :param run_dir: the run directory; ``metrics.jsonl`` and ``media/`` are written here.
+    :param mode: ``online``, ``offline`` or ``disabled`` (already resolved, see :func:`resolve_mode`).
+    :param run_id: the W&B run id (reused on resume so the dashboard shows one run).
+    :param init_kwargs: project, entity, group, job_type, tags, name, config for ``wandb.init``.
+    """
+
+    def __init__(self, run_dir: Path, mode: str, run_id: str, resume: bool = False,
+                 **init_kwargs: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.media_dir = self.run_dir / "media"
+        self.mode = mode
+        self.run_id = run_id
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._run = None
+        self._axes_defined: set[str] = set()
+        if mode != "disabled":
+            import wandb
+
+            self._wandb = wandb
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._run = wandb.init(
+                dir=str(self.run_dir), id=run_id, mode=mode,
+                resume="allow" if resume else None,
+                settings=wandb.Settings(console="off", silent=True),
+                **init_kwargs,
+            )
+
+    @property
+    def wandb_run(self) -> Any:
+        """The ``wandb.Run`` (None when tracking is disabled)."""
+        return self._run
+
+    @property
+    def wandb_dir(self) -> Path | None:
+        return Path(self._run.dir).parent if self._run is not None else None
+
+    # ------------------------------------------------------------------ axes
+    def define_axis(self, axis: str, patterns: Iterable[str]) -> None:
+        """Plot metrics matching ``patterns`` (e.g. ``"train/*"``) against ``axis``."""
+        if self._run is None:
+            return
+        if axis not in self._axes_defined:
+            self._run.define_metric(axis)
+            self._axes_defined.add(axis)
+        for pattern in patterns:
+            self._run.define_metric(pattern, step_metric=axis)
+
+    # --------------------------------------------------------------- logging
+    def log(self, metrics: Mapping[str, Any], **axes: int) -> None:
+        """Log scalars against one or more step axes, e.g. ``log({...}, global_step=1000)``."""
+        row = {k: _jsonable(v) for k, v in metrics.items()}
+        row.update(axes)
+        self._write_jsonl(row)
+        if self._run is not None:
+            self._run.log(row)
+
+    def _write_jsonl(self, row: Mapping[str, Any]) -> None:
+        self._jsonl.write(json.dumps({"_time": round(time.time(), 3), **row}) + "\n")
+        self._jsonl.flush()
+
+    def _media_path(self, key: str, suffix: str, axes: Mapping[str, int]) -> Path:
+        stamp = "-".join(f"{k}{v}" for k, v in axes.items()) or str(int(time.time() * 1000))
+        path = self.media_dir / f"{key.replace('/', '_')}-{stamp}{suffix}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def log_image(self, key: str, image: np.ndarray, caption: str | None = None,
+                  **axes: int) -> Path:
+        """Log an image (H, W, C) or (C, H, W), uint8 or float in [0, 1]; saved as PNG too."""
+        from PIL import Image
+
+        pixels = to_uint8_image(image)
+        path = self._media_path(key, ".png", axes)
+        Image.fromarray(pixels).save(path)
+        self._write_jsonl({key: str(path.relative_to(self.run_dir)), **axes})
+        if self._run is not None:
+            self._run.log({key: self._wandb.Image(str(path), caption=caption), **axes})
+        return path
+
+    def log_video(self, key: str, frames: np.ndarray | Iterable[np.ndarray], fps: int = 30,
+                  caption: str | None = None, **axes: int) -> Path:
+        """Log a video from frames (T, H, W, C) or (T, C, H, W); saved as MP4 too."""
+        import imageio.v2 as imageio
+
+        pixels = to_uint8_frames(frames)
+        # H.264 wants even sizes; pad by one pixel rather than resample.
+        pad_h, pad_w = pixels.shape[1] % 2, pixels.shape[2] % 2
+        if pad_h or pad_w:
+            pixels = np.pad(pixels, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        path = self._media_path(key, ".mp4", axes)
+        imageio.mimwrite(path, list(pixels), fps=fps, macro_block_size=1)
+        self._write_jsonl({key: str(path.relative_to(self.run_dir)), **axes})
+        if self._run is not None:
+            self._run.log({key: self._wandb.Video(str(path), format="mp4", caption=caption),
+                           **axes})
+        return path
+
+    def log_artifact(self, path: Path, name: str, type: str, aliases: list[str],
+                     metadata: Mapping[str, Any] | None = None) -> None:
+        """Log a file or directory as a W&B artifact with ``aliases`` (e.g. latest, best)."""
+        if self._run is None:
+            return
+        artifact = self._wandb.Artifact(name=name, type=type, metadata=dict(metadata or {}))
+        path = Path(path)
+        if path.is_dir():
+            artifact.add_dir(str(path))
+        else:
+            artifact.add_file(str(path))
+        self._run.log_artifact(artifact, aliases=aliases)
+
+    def summary(self, values: Mapping[str, Any]) -> None:
+        """Set run summary values (final metrics shown in the W&B runs table)."""
+        row = {k: _jsonable(v) for k, v in values.items()}
+        self._write_jsonl({"summary": row})
+        if self._run is not None:
+            for key, value in row.items():
+                self._run.summary[key] = value
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the W&B run; offline runs print how to upload them."""
+        self._jsonl.close()
+        if self._run is None:
+            return
+        run_dir = self.wandb_dir
+        self._run.finish(exit_code=exit_code)
+        if self.mode == "offline":
+            print(f"W&B run saved offline in {run_dir}\n  upload it with: wandb sync {run_dir}",
+                  file=sys.stderr)

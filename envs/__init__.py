@@ -1,0 +1,1 @@
+"""forgelab's own gymnasium environments and wrappers."""

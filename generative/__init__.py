@@ -1,0 +1,1 @@
+"""forgelab's generative models, datasets and metrics."""

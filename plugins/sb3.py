@@ -1,0 +1,1 @@
+"""Built-in plugin: sb3 (being written)."""
