@@ -1,1 +1,57 @@
-"""Built-in plugin: generative (being written)."""
+"""Built-in plugin: forgelab's generative models (AE, VAE, CVAE, GAN, WGAN-GP, CGAN) and the
+datasets they train on (digits, MNIST, Fashion-MNIST and the 2-D toy sets).
+
+Factories and config classes are import strings, so listing them never imports torch.
+A dataset factory is ``factory(options, seed) -> forgelab.generative.datasets.Splits``.
+"""
+
+from forgelab.core import hookimpl
+
+_AE = "forgelab.generative.autoencoders"
+_GAN = "forgelab.generative.gan"
+_DATA = "forgelab.generative.datasets"
+_TOY = "forgelab.generative.toy"
+
+# name: (factory, config, description)
+_MODELS = {
+    "autoencoder": (f"{_AE}:Autoencoder", f"{_AE}:AutoencoderConfig",
+                    "Deterministic autoencoder with MSE or BCE reconstruction (MLP or conv)."),
+    "vae": (f"{_AE}:VAE", f"{_AE}:VAEConfig",
+            "Variational autoencoder: Gaussian encoder, Bernoulli/Gaussian decoder, beta, "
+            "KL warm-up (Kingma & Welling 2014)."),
+    "cvae": (f"{_AE}:CVAE", f"{_AE}:CVAEConfig",
+             "Class-conditional VAE (Sohn et al. 2015)."),
+    "gan": (f"{_GAN}:GAN", f"{_GAN}:GANConfig",
+            "GAN with the non-saturating generator loss (Goodfellow et al. 2014)."),
+    "wgan-gp": (f"{_GAN}:WGANGP", f"{_GAN}:WGANGPConfig",
+                "Wasserstein GAN with gradient penalty and n_critic (Gulrajani et al. 2017)."),
+    "cgan": (f"{_GAN}:CGAN", f"{_GAN}:CGANConfig",
+             "Class-conditional GAN (Mirza & Osindero 2014)."),
+}
+
+_DATASETS = {
+    "digits": (f"{_DATA}:digits", f"{_DATA}:DigitsConfig",
+               "scikit-learn's bundled 8x8 digits in [0, 1], fixed seeded train/val/test split."),
+    "mnist": (f"{_DATA}:mnist", f"{_DATA}:IdxConfig",
+              "MNIST 28x28 read from the IDX files in `path` (no download)."),
+    "fashion-mnist": (f"{_DATA}:fashion_mnist", f"{_DATA}:IdxConfig",
+                      "Fashion-MNIST 28x28 read from the IDX files in `path` (no download)."),
+    "ring8": (f"{_TOY}:ring8", f"{_TOY}:Ring8Config",
+              "2-D: 8 Gaussians on a circle (PacGAN / VEEGAN benchmark)."),
+    "grid25": (f"{_TOY}:grid25", f"{_TOY}:Grid25Config",
+               "2-D: 25 Gaussians on a 5x5 grid (PacGAN / VEEGAN benchmark)."),
+    "moons": (f"{_TOY}:moons", f"{_TOY}:MoonsConfig",
+              "2-D: two interleaving half circles."),
+}
+
+
+@hookimpl
+def register_generative_models(register):
+    for name, (factory, config, description) in _MODELS.items():
+        register(name, factory, config=config, description=description)
+
+
+@hookimpl
+def register_datasets(register):
+    for name, (factory, config, description) in _DATASETS.items():
+        register(name, factory, config=config, description=description)
