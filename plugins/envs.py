@@ -1,1 +1,34 @@
-"""Built-in plugin: envs (being written)."""
+"""Built-in plugin: forgelab's own environments, `forgelab/GridWorld-v0` and `.../PointMass-v0`.
+
+It registers them exactly as a third-party plugin would: an id, an ``"module:Class"`` entry point
+(imported only when the environment is made), default kwargs, an episode limit and a description.
+The host puts them into gymnasium's registry, so ``gymnasium.make(id)`` works too.
+
+The entry points are the same strings that ``import forgelab.envs`` registers, so whichever
+comes first wins and the other is skipped instead of clashing. This module does not import
+:mod:`forgelab.envs` (which imports gymnasium): loading plugins must stay instant.
+"""
+
+from forgelab.core import hookimpl
+
+
+@hookimpl
+def register_envs(register):
+    register(
+        "forgelab/GridWorld-v0",
+        "forgelab.envs.gridworld:GridWorldEnv",
+        # The constructor's defaults are the one source of truth (a 5x5 map with walls, goal
+        # reward 1, step reward -0.01, no slip); experiment files override them in env.kwargs.
+        kwargs={},
+        max_episode_steps=100,
+        description="Grid world with walls, step cost and slippery moves (Discrete(4); "
+        "one-hot or coordinate observations; rgb_array/ansi).",
+    )
+    register(
+        "forgelab/PointMass-v0",
+        "forgelab.envs.pointmass:PointMassEnv",
+        kwargs={},
+        max_episode_steps=100,
+        description="Push a 2-D point mass onto a target with bounded forces (Box(-1, 1, (2,)) "
+        "actions; reward -distance, success bonus; rgb_array).",
+    )
