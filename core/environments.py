@@ -1,55 +1,193 @@
 """Build gymnasium environments from an experiment's ``env`` section.
 
-Episode statistics are recorded directly on top of the raw environment, *inside* the user's
-wrappers, so ``train/episode_return`` is always the raw return even under reward normalisation.
+Episode statistics are recorded directly on top of the raw environment (and any ``time_limit``),
+*inside* the user's other wrappers, so ``train/episode_return`` is always the raw return even
+under reward normalisation.
+
+Every mistake in the ``env`` section (an unknown id, a kwarg the environment does not take, an
+unknown wrapper or wrapper option, a value of the wrong type) is a :class:`ConfigError` naming
+the key, what is allowed and the closest match -- raised before any training step.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-
-from forgelab.core.config import EnvSpec, WrapperSpec
+from forgelab.core.config import EnvSpec, WrapperSpec, format_validation_error
 from forgelab.core.errors import ConfigError, closest, unknown_name_message
+from gymnasium.vector import AutoresetMode
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 
-def _frame_stack(env: gym.Env, stack_size: int = 4, **kw: Any) -> gym.Env:
-    return gym.wrappers.FrameStackObservation(env, stack_size=stack_size, **kw)
+# ------------------------------------------------------------------------- wrappers
+class _Options(BaseModel):
+    """Options of one wrapper: unknown keys and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-# name in experiment files -> wrapper factory(env, **kwargs)
-WRAPPERS: dict[str, Callable[..., gym.Env]] = {
-    "time_limit": gym.wrappers.TimeLimit,
-    "normalize_observation": gym.wrappers.NormalizeObservation,
-    "normalize_reward": gym.wrappers.NormalizeReward,
-    "frame_stack": _frame_stack,
-    "record_episode_statistics": gym.wrappers.RecordEpisodeStatistics,
-    "clip_action": gym.wrappers.ClipAction,
-    "rescale_action": gym.wrappers.RescaleAction,
-    "flatten_observation": gym.wrappers.FlattenObservation,
-    "clip_reward": gym.wrappers.ClipReward,
+class NoOptions(_Options):
+    pass
+
+
+class TimeLimitOptions(_Options):
+    max_episode_steps: PositiveInt = Field(description="truncate episodes after this many steps")
+
+
+class NormalizeObservationOptions(_Options):
+    epsilon: PositiveFloat = Field(1e-8, description="added to the variance")
+
+
+class NormalizeRewardOptions(_Options):
+    gamma: float = Field(0.99, gt=0, le=1, description="discount of the return it scales by")
+    epsilon: PositiveFloat = Field(1e-8, description="added to the variance")
+
+
+class FrameStackOptions(_Options):
+    stack_size: PositiveInt = Field(4, description="number of stacked observations")
+    padding_type: Literal["reset", "zero"] = Field(
+        "reset", description="pad the first stack with the reset observation or zeros")
+
+
+class RecordEpisodeStatisticsOptions(_Options):
+    buffer_length: PositiveInt = Field(100, description="episodes kept in return_queue")
+
+
+class RescaleActionOptions(_Options):
+    min_action: float | list[float] = Field(description="new lower bound of the action space")
+    max_action: float | list[float] = Field(description="new upper bound of the action space")
+
+
+class ClipRewardOptions(_Options):
+    min_reward: float | None = None
+    max_reward: float | None = None
+
+
+def _frame_stack(env: gym.Env, stack_size: int = 4, padding_type: str = "reset") -> gym.Env:
+    return gym.wrappers.FrameStackObservation(env, stack_size=stack_size,
+                                              padding_type=padding_type)
+
+
+def _rescale_action(env: gym.Env, min_action: Any, max_action: Any) -> gym.Env:
+    # gymnasium wants NumPy floats/arrays here, YAML gives Python floats/lists
+    return gym.wrappers.RescaleAction(env, np.asarray(min_action, dtype=np.float32),
+                                      np.asarray(max_action, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """A wrapper that experiment files can name in ``env.wrappers``.
+
+    :param factory: ``factory(env, **options) -> env``.
+    :param options: pydantic model validating the options given next to ``name``.
+    :param description: one line for documentation and error messages.
+    """
+
+    factory: Callable[..., gym.Env]
+    options: type[BaseModel]
+    description: str
+
+
+# name in experiment files -> wrapper
+WRAPPERS: dict[str, Wrapper] = {
+    "time_limit": Wrapper(gym.wrappers.TimeLimit, TimeLimitOptions,
+                          "truncate episodes after max_episode_steps"),
+    "normalize_observation": Wrapper(gym.wrappers.NormalizeObservation,
+                                     NormalizeObservationOptions,
+                                     "running mean/std normalisation of observations"),
+    "normalize_reward": Wrapper(gym.wrappers.NormalizeReward, NormalizeRewardOptions,
+                                "scale rewards by the running std of the discounted return "
+                                "(training envs only)"),
+    "frame_stack": Wrapper(_frame_stack, FrameStackOptions,
+                           "stack the last stack_size observations"),
+    "record_episode_statistics": Wrapper(gym.wrappers.RecordEpisodeStatistics,
+                                         RecordEpisodeStatisticsOptions,
+                                         "episode return/length in info (always applied)"),
+    "clip_action": Wrapper(gym.wrappers.ClipAction, NoOptions,
+                           "clip continuous actions to the action space"),
+    "rescale_action": Wrapper(_rescale_action, RescaleActionOptions,
+                              "rescale a Box action space to [min_action, max_action]"),
+    "flatten_observation": Wrapper(gym.wrappers.FlattenObservation, NoOptions,
+                                   "flatten observations to a vector"),
+    "clip_reward": Wrapper(gym.wrappers.ClipReward, ClipRewardOptions,
+                           "clip rewards to [min_reward, max_reward] (training envs only)"),
 }
+# Wrappers that change the reward: evaluation envs skip them so eval returns stay raw.
+REWARD_WRAPPERS = frozenset({"normalize_reward", "clip_reward"})
+
+
+def _wrapper_options(spec: WrapperSpec, index: int) -> tuple[Wrapper, dict[str, Any]]:
+    """Look the wrapper up and validate its options, or raise a ConfigError."""
+    key = f"env.wrappers[{index}]"
+    wrapper = WRAPPERS.get(spec.name)
+    if wrapper is None:
+        raise ConfigError(f"{key}: {unknown_name_message('wrapper', spec.name, WRAPPERS)}")
+    try:
+        options = wrapper.options.model_validate(dict(spec.model_extra or {}))
+    except ValidationError as exc:
+        raise format_validation_error(exc, wrapper.options, prefix=f"{key}.{spec.name}") from None
+    return wrapper, options.model_dump()
 
 
 def _apply_wrapper(env: gym.Env, spec: WrapperSpec, index: int) -> gym.Env:
-    key = f"env.wrappers[{index}]"
-    factory = WRAPPERS.get(spec.name)
-    if factory is None:
-        raise ConfigError(f"{key}: {unknown_name_message('wrapper', spec.name, WRAPPERS)}")
-    kwargs = dict(spec.model_extra or {})
+    wrapper, options = _wrapper_options(spec, index)
     if spec.name == "record_episode_statistics":
         return env  # always applied already, right above the raw environment
     try:
-        inspect.signature(factory).bind(env, **kwargs)
-    except TypeError as exc:
-        params = [p for p in inspect.signature(factory).parameters if p not in {"env", "kw"}]
-        raise ConfigError(f"{key} ({spec.name}): {exc}. Its options: {', '.join(params)}") from None
-    return factory(env, **kwargs)
+        return wrapper.factory(env, **options)
+    except (TypeError, ValueError, AssertionError, gym.error.Error) as exc:
+        # e.g. frame_stack on an observation space it cannot stack, rescale_action on Discrete
+        env_id = env.spec.id if env.spec is not None else str(env)
+        raise ConfigError(f"env.wrappers[{index}] ({spec.name}) cannot wrap {env_id!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- environments
+def _ensure_registered(env_id: str) -> None:
+    """Make sure plugin environments are in gymnasium's registry (e.g. in a fresh worker
+    process of an async vector env, or when make_env is used outside the runner)."""
+    if env_id in gym.registry:
+        return
+    from forgelab.core.pluginhost import get_host
+
+    get_host().apply_env_registrations()
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ConfigError naming the closest ids when ``env_id`` is not a known environment."""
+    _ensure_registered(env_id)
+    if env_id not in gym.registry:
+        choices = _env_choices(env_id)
+        raise ConfigError(f"env.id: {unknown_name_message('environment', env_id, choices)}",
+                          hint="`forgelab list envs` shows every environment")
+
+
+def _env_kwargs_error(env_id: str, exc: Exception) -> ConfigError:
+    """A readable error for a kwarg the environment's constructor does not accept."""
+    message = f"env.kwargs for {env_id!r}: {exc}"
+    try:
+        from gymnasium.envs.registration import load_env_creator
+
+        entry_point = gym.registry[env_id].entry_point
+        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+        params = [name for name, p in inspect.signature(creator).parameters.items()
+                  if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    except Exception:  # the signature is a nicety; the original message is still there
+        return ConfigError(message)
+    words = str(exc).split("'")
+    bad = words[1] if "unexpected keyword argument" in str(exc) and len(words) > 1 else None
+    guess = closest(bad, params) if bad else None
+    if bad:
+        message = f"env.kwargs: {env_id!r} takes no option {bad!r}"
+        if guess:
+            message += f"; did you mean {guess!r}?"
+    sep = "" if message.endswith("?") else "."
+    return ConfigError(f"{message}{sep} Its options: {', '.join(params) or '(none)'}")
 
 
 def make_env(spec: EnvSpec, render_mode: str | None = None, for_eval: bool = False) -> gym.Env:
@@ -64,21 +202,40 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, for_eval: bool = Fal
         kwargs["max_episode_steps"] = spec.max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    if spec.id not in gym.registry:
-        raise ConfigError(f"env.id: {unknown_name_message('environment', spec.id, _env_choices(spec.id))}",
-                          hint="`forgelab list envs` shows every environment")
+    check_env_id(spec.id)
+    # Validate all wrapper names and options before building anything.
+    for index, wrapper in enumerate(spec.wrappers):
+        _wrapper_options(wrapper, index)
     try:
         env = gym.make(spec.id, **kwargs)
     except TypeError as exc:
+        raise _env_kwargs_error(spec.id, exc) from None
+    except (ValueError, AssertionError) as exc:  # the environment rejected a kwarg's value
         raise ConfigError(f"env.kwargs for {spec.id!r}: {exc}") from None
     except gym.error.Error as exc:
         raise ConfigError(f"env {spec.id!r}: {exc}") from None
+    # A time limit goes *below* the episode statistics: otherwise the statistics would never
+    # see the truncation and no episode would be reported. Everything else goes above them.
+    wrappers = list(enumerate(spec.wrappers))
+    for index, wrapper in wrappers:
+        if wrapper.name == "time_limit":
+            env = _apply_wrapper(env, wrapper, index)
     env = gym.wrappers.RecordEpisodeStatistics(env)
-    for index, wrapper in enumerate(spec.wrappers):
-        if for_eval and wrapper.name in {"normalize_reward", "clip_reward"}:
+    for index, wrapper in wrappers:
+        if wrapper.name == "time_limit" or (for_eval and wrapper.name in REWARD_WRAPPERS):
             continue
         env = _apply_wrapper(env, wrapper, index)
     return env
+
+
+def check_env_spec(spec: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    """Build the experiment's environment once (then close it) and return its observation and
+    action spaces: a ``--dry-run`` check that raises the same ConfigErrors as training would."""
+    env = make_env(spec)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
 
 
 def _env_choices(env_id: str) -> list[str]:
@@ -115,7 +272,8 @@ def completed_episodes(infos: dict[str, Any]) -> list[tuple[float, int]]:
         return []
     episode = source["episode"]
     mask = np.asarray(source.get("_episode", np.ones_like(episode["r"], dtype=bool)))
-    return [(float(r), int(n)) for r, n, done in zip(episode["r"], episode["l"], mask) if done]
+    return [(float(r), int(n)) for r, n, done in zip(episode["r"], episode["l"], mask,
+                                                                strict=True) if done]
 
 
 def final_observations(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
