@@ -258,7 +258,14 @@ COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cm
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for rollout videos
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.command == "run":
+            print(f"error: cannot read {' '.join(unknown)!r}: overrides are dotted.key=value with "
+                  "no leading dashes\n  hint: for example: forgelab run cartpole-dqn seed=3 "
+                  "agent.learning_rate=1e-3", file=sys.stderr)
+            return 2
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.version:
         from importlib.metadata import version
 

@@ -84,6 +84,12 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
         _validate_options(dataset.load_config(), config.dataset_options, "dataset", dataset.name)
     else:
         host.apply_env_registrations()
+        from forgelab.core.environments import check_env_id
+
+        check_env_id(config.env.id)
+    from forgelab.core.device import resolve_device
+
+    resolve_device(config.device)  # an absent device fails now, not after the run dir exists
     return PreparedRun(config=config, options=options, factory=reg.load_factory(), host=host)
 
 

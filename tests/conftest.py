@@ -1,0 +1,105 @@
+"""Shared fixtures: real W&B in offline mode, real gymnasium, runs inside tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+
+# Headless and offline for every test; small nets train fastest on one thread per worker.
+os.environ["SDL_VIDEODRIVER"] = "dummy"
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.pop("FORGELAB_STRICT_PLUGINS", None)
+os.environ.pop("FORGELAB_DISABLE_PLUGINS", None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own folder (runs/, wandb/ and SB3's temp files land there)."""
+    import torch
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / ".wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / ".wandb-config"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / ".wandb-data"))
+
+
+def forgelab_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `forgelab` console script in a subprocess."""
+    exe = shutil.which("forgelab", path=str(Path(sys.executable).parent)) or "forgelab"
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([exe, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_experiment(name_or_data: str | dict[str, Any], *overrides: str,
+                   output_dir: Path | None = None) -> Path:
+    """Train in-process through the real runner; returns the run directory.
+
+    :param name_or_data: an experiment name from experiments/, or a config mapping.
+    """
+    from forgelab.core import runner
+    from forgelab.core.config import (
+        apply_overrides,
+        load_experiment,
+        parse_overrides,
+        validate_experiment,
+    )
+
+    out = [f"output_dir={output_dir or Path.cwd() / 'runs'}"]
+    if isinstance(name_or_data, str):
+        config = load_experiment(EXPERIMENTS / f"{name_or_data}.yaml", [*overrides, *out])
+    else:
+        data = apply_overrides(name_or_data, parse_overrides([*overrides, *out]))
+        config = validate_experiment(data)
+    return runner.train(config, show_progress=False)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def last_metric(run_dir: Path, key: str) -> float:
+    values = [row[key] for row in read_metrics(run_dir) if key in row]
+    assert values, f"{key} was never logged in {run_dir}"
+    return values[-1]
+
+
+def wandb_records(run_dir: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Read an offline W&B run back with `wandb leet inspect --json` (one record per line).
+
+    `run.finish()` can return a moment before the .wandb file is complete, so poll until the
+    `exit` record is there.
+    """
+    files = sorted(Path(run_dir).glob("wandb/*run-*/*.wandb"))
+    assert files, f"no .wandb file under {run_dir}/wandb"
+    wandb_exe = str(Path(sys.executable).parent / "wandb")
+    deadline = time.monotonic() + timeout
+    records: list[dict[str, Any]] = []
+    while True:
+        records = []
+        for path in files:
+            out = subprocess.run([wandb_exe, "leet", "inspect", "--json", str(path)],
+                                 capture_output=True, text=True, timeout=120)
+            records += [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        if any(r.get("type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)  # polling for a file to be complete, not timing anything

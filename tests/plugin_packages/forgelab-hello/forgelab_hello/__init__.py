@@ -1,0 +1,1 @@
+"""A third-party forgelab plugin: one agent that always takes the same action."""

@@ -1,0 +1,86 @@
+"""Third-party plugins: real packages, pip-installed, found through their entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, forgelab_cli, read_metrics
+
+PACKAGES = REPO / "tests" / "plugin_packages"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-install the hello and broken plugin packages into a fresh folder."""
+    target = tmp_path_factory.mktemp("site")
+    for package in ("forgelab-hello", "forgelab-broken"):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+             "--no-build-isolation", "--target", str(target), str(PACKAGES / package)],
+            check=True, capture_output=True, text=True,
+            cwd=tmp_path_factory.getbasetemp(),
+        )
+    return target
+
+
+def test_installed_plugin_is_discovered_listed_and_runnable(site: Path, tmp_path: Path) -> None:
+    env = {"PYTHONPATH": str(site)}
+    listing = forgelab_cli("plugins", "--json", env=env)
+    assert listing.returncode == 0, listing.stderr
+    plugins = {p["name"]: p for p in json.loads(listing.stdout)}
+    hello = plugins["hello"]
+    assert hello["status"] == "active"
+    assert (hello["distribution"], hello["version"]) == ("forgelab-hello", "0.2.0")
+    assert {"kind": "agent", "name": "constant"} in hello["registered"]
+    assert plugins["random"]["status"] == "active"  # built-ins keep working beside it
+
+    agents = json.loads(forgelab_cli("list", "agents", "--json", env=env).stdout)["agents"]
+    constant = next(a for a in agents if a["name"] == "constant")
+    assert constant["plugin"] == "hello"
+    assert constant["options"][0]["name"] == "action"
+
+    experiment = tmp_path / "constant.yaml"
+    experiment.write_text("agent: constant\nagent_options: {action: 1}\n"
+                          "env: CartPole-v1\ntrain: {total_steps: 200, eval_episodes: 2}\n")
+    result = forgelab_cli("run", str(experiment), "--no-progress", env=env)
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "runs" / "constant").iterdir())
+    returns = [row["eval/return_mean"] for row in read_metrics(run_dir) if "eval/return_mean" in row]
+    assert returns and 5 <= returns[0] <= 20  # always pushing right topples CartPole quickly
+
+
+def test_broken_plugin_is_reported_and_skipped(site: Path) -> None:
+    env = {"PYTHONPATH": str(site)}
+    result = forgelab_cli("plugins", "--json", env=env)
+    assert result.returncode == 0
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    broken = plugins["broken"]
+    assert broken["status"] == "failed"
+    assert broken["distribution"] == "forgelab-broken"
+    assert "forgelab_dependency_that_is_not_installed" in broken["error"]
+    assert plugins["hello"]["status"] == "active"
+
+    # Other commands still work, with a one-line warning that says how to get rid of it.
+    listing = forgelab_cli("list", "agents", env=env)
+    assert listing.returncode == 0
+    assert "constant" in listing.stdout
+    assert "plugin 'broken'" in listing.stderr and "FORGELAB_DISABLE_PLUGINS=broken" in listing.stderr
+    assert "Traceback" not in listing.stderr
+
+
+def test_disable_and_strict_switches(site: Path) -> None:
+    disabled = forgelab_cli("plugins", "--json",
+                            env={"PYTHONPATH": str(site), "FORGELAB_DISABLE_PLUGINS": "broken"})
+    plugins = {p["name"]: p for p in json.loads(disabled.stdout)}
+    assert plugins["broken"]["status"] == "disabled"
+    assert disabled.stderr == ""
+
+    strict = forgelab_cli("list", "agents",
+                          env={"PYTHONPATH": str(site), "FORGELAB_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2
+    assert "plugin 'broken'" in strict.stderr
+    assert "Traceback" not in strict.stderr
