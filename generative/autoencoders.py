@@ -20,8 +20,9 @@ The VAE maximises the evidence lower bound (ELBO) on ``log p(x)``::
 
     loss     = - E_q[ log p(x | z) ] + beta_t * KL,   beta_t = beta * min(1, t / T_warmup)
 
-with one reparameterised sample ``z = mu + sigma * eps, eps ~ N(0, I)`` per image. The training
-loop (epochs, validation, checkpoints, logging) is :class:`forgelab.generative.base.GenerativeModel`.
+with one reparameterised sample ``z = mu + sigma * eps, eps ~ N(0, I)`` per image. The
+training loop (epochs, validation, checkpoints, logging) is
+:class:`forgelab.generative.base.GenerativeModel`.
 """
 
 from __future__ import annotations
