@@ -1,0 +1,136 @@
+"""Experiment files configure environments fully (id, kwargs, num_envs, sync/async, wrappers),
+and every mistake there is a readable ConfigError / exit code 2 without a traceback."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+from conftest import forgelab_cli, read_metrics
+from forgelab.core.config import EnvSpec, load_experiment
+from forgelab.core.environments import (
+    check_env_spec,
+    completed_episodes,
+    make_env,
+    make_vec_env,
+)
+from forgelab.core.errors import ConfigError
+
+# A 6x6 open grid: the goal is 10 moves away, so a 6-step limit always truncates first.
+EXPERIMENT = """
+    agent: random
+    env:
+      id: forgelab/GridWorld-v0
+      kwargs: {size: 6, slip_prob: 0.5, step_reward: -1.0}
+      num_envs: 3
+      vectorization: async
+      wrappers:
+        - normalize_observation
+        - {name: normalize_reward, gamma: 0.9}
+        - {name: frame_stack, stack_size: 2}
+        - {name: time_limit, max_episode_steps: 6}
+    seed: 0
+    device: cpu
+    train: {total_steps: 36, eval_every: 36, eval_episodes: 2, log_every: 12}
+    tracking: {mode: offline}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "grid-config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _chain(env: gymnasium.Env) -> list[str]:
+    names = []
+    while isinstance(env, gymnasium.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_env_section_builds_the_configured_vector_env(tmp_path):
+    config = load_experiment(_write(tmp_path, EXPERIMENT))
+    envs = make_vec_env(config.env)
+    try:
+        assert isinstance(envs, gymnasium.vector.AsyncVectorEnv) and envs.num_envs == 3
+        assert envs.single_observation_space.shape == (2, 36)  # 2 stacked one-hot 6x6 grids
+        obs, _ = envs.reset(seed=0)
+        episodes = []
+        for step in range(1, 7):
+            obs, rewards, terminated, truncated, infos = envs.step(np.array([0, 1, 2]))
+            episodes += completed_episodes(infos)
+            assert truncated.all() == (step == 6) and not terminated.any()
+        # Episode statistics see the time limit and the raw reward, under the normalisation.
+        assert episodes == [(-6.0, 6)] * 3
+        assert not np.allclose(rewards, -1.0)  # the agent sees normalised rewards
+        assert not np.isin(obs, [0.0, 1.0]).all()  # and normalised observations
+    finally:
+        envs.close()
+
+    chain = _chain(make_env(config.env))
+    assert chain[:5] == ["FrameStackObservation", "NormalizeReward", "NormalizeObservation",
+                         "RecordEpisodeStatistics", "TimeLimit"]
+    eval_chain = _chain(make_env(config.env, for_eval=True))
+    assert "NormalizeReward" not in eval_chain and "NormalizeObservation" in eval_chain
+    grid = make_env(config.env).unwrapped
+    assert (grid.rows, grid.slip_prob, grid.step_reward) == (6, 0.5, -1.0)
+
+
+def test_configured_env_trains_end_to_end_from_the_cli(tmp_path):
+    result = forgelab_cli("run", str(_write(tmp_path, EXPERIMENT)), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "runs" / "grid-config").iterdir())
+    rows = read_metrics(run_dir)
+    episodes = [(r["train/episode_return"], r["train/episode_length"])
+                for r in rows if "train/episode_return" in r]
+    assert episodes == [(-6.0, 6)] * 6  # 3 envs x 2 episodes of 6 steps in 36 steps
+    evals = [r for r in rows if "eval/return_mean" in r]
+    assert evals and evals[-1]["eval/return_mean"] == -6.0  # eval envs keep the raw reward
+
+
+@pytest.mark.parametrize("env, expected", [
+    (dict(id="forgelab/GridWorld-v9"),
+     ["env.id", "did you mean 'forgelab/GridWorld-v0'"]),
+    (dict(id="forgelab/GridWorld-v0", kwargs={"slip_prb": 0.1}),
+     ["'slip_prb'", "did you mean 'slip_prob'", "Its options: size, walls"]),
+    (dict(id="forgelab/GridWorld-v0", kwargs={"slip_prob": 2}),
+     ["env.kwargs", "slip_prob must be in [0, 1]"]),
+    (dict(id="CartPole-v1", kwargs={"gravity": 3}),
+     ["'gravity'", "Its options: sutton_barto_reward, render_mode"]),
+    (dict(id="forgelab/GridWorld-v0", wrappers=["normalise_observation"]),
+     ["env.wrappers[0]", "did you mean 'normalize_observation'", "frame_stack"]),
+    (dict(id="forgelab/GridWorld-v0", wrappers=["clip_action", {"name": "frame_stack",
+                                                                  "stack_siz": 3}]),
+     ["env.wrappers[1].frame_stack.stack_siz", "did you mean 'stack_size'"]),
+    (dict(id="forgelab/GridWorld-v0", wrappers=[{"name": "frame_stack", "stack_size": "four"}]),
+     ["env.wrappers[0].frame_stack.stack_size", "valid integer", "'four'"]),
+    (dict(id="forgelab/GridWorld-v0", wrappers=["time_limit"]),
+     ["env.wrappers[0].time_limit.max_episode_steps", "required"]),
+    (dict(id="forgelab/GridWorld-v0", wrappers=[{"name": "rescale_action", "min_action": 0,
+                                                  "max_action": 1}]),
+     ["env.wrappers[0] (rescale_action)", "Box action space"]),
+])
+def test_wrong_env_sections_are_config_errors(env, expected):
+    with pytest.raises(ConfigError) as info:
+        check_env_spec(EnvSpec(**env))
+    for text in expected:
+        assert text in str(info.value)
+
+
+def test_cli_reports_env_mistakes_with_exit_code_2_and_no_traceback(tmp_path):
+    wrong_id = forgelab_cli("run", "cartpole-random", "env=forgelab/GridWorld-v9", "--dry-run")
+    assert wrong_id.returncode == 2
+    assert "did you mean 'forgelab/GridWorld-v0'" in wrong_id.stderr
+    assert "Traceback" not in wrong_id.stderr
+
+    experiment = EXPERIMENT.replace("stack_size: 2", "stack_sise: 2")
+    wrong_option = forgelab_cli("run", str(_write(tmp_path, experiment)), "--no-progress")
+    assert wrong_option.returncode == 2
+    assert wrong_option.stderr.count("error: ") == 1
+    assert "unknown key 'env.wrappers[2].frame_stack.stack_sise'" in wrong_option.stderr
+    assert "Traceback" not in wrong_option.stderr
