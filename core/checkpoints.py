@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-
 from forgelab.core.component import FileCheckpointing
 from forgelab.core.errors import ForgelabError
 

@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import torch
-
 from forgelab.core.errors import ConfigError
 
 

@@ -11,7 +11,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import gymnasium as gym
-
     from forgelab.core.component import Component, RunContext
 
 Policy = Callable[[np.ndarray], Any]  # one observation -> one action

@@ -15,7 +15,6 @@ from importlib import metadata
 from typing import Any, Literal
 
 import pluggy
-
 from forgelab.core import hookspecs
 from forgelab.core.errors import PluginError, closest
 from forgelab.core.registry import (

@@ -17,7 +17,8 @@ from forgelab.core.errors import ForgelabError, unknown_name_message
 Kind = Literal["agent", "model", "env", "dataset"]
 KINDS: tuple[Kind, ...] = ("agent", "model", "env", "dataset")
 # Plural names used by the CLI (`forgelab list agents`) and the hooks.
-PLURALS: dict[str, Kind] = {"agents": "agent", "models": "model", "envs": "env", "datasets": "dataset"}
+PLURALS: dict[str, Kind] = {
+    "agents": "agent", "models": "model", "envs": "env", "datasets": "dataset"}
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 # Gymnasium ids look like "namespace/Name-v0": mixed case is part of the convention there.

@@ -19,12 +19,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from forgelab.core.config import ExperimentConfig, dump_yaml, read_yaml, validate_experiment
 from forgelab.core.config import validate_options as _validate_options
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.core.pluginhost import PluginHost, get_host
+from pydantic import BaseModel
 
 VERSIONED_PACKAGES = ("forgelab", "torch", "gymnasium", "stable-baselines3", "numpy", "wandb",
                       "pluggy", "pydantic")

@@ -81,7 +81,7 @@ class Tracker:
     """Logs to W&B and to the run directory.
 
     :param run_dir: the run directory; ``metrics.jsonl`` and ``media/`` are written here.
-    :param mode: ``online``, ``offline`` or ``disabled`` (already resolved, see :func:`resolve_mode`).
+    :param mode: ``online``, ``offline`` or ``disabled`` (resolved by :func:`resolve_mode`).
     :param run_id: the W&B run id (reused on resume so the dashboard shows one run).
     :param init_kwargs: project, entity, group, job_type, tags, name, config for ``wandb.init``.
     """

@@ -89,7 +89,8 @@ def wandb_records(run_dir: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
     `run.finish()` can return a moment before the .wandb file is complete, so poll until the
     `exit` record is there.
     """
-    files = sorted(Path(run_dir).glob("wandb/*run-*/*.wandb"))
+    files = sorted(Path(run_dir).glob("wandb/*run-*/*.wandb")) or sorted(
+        Path(run_dir).glob("*.wandb"))  # a run directory, or one W&B run folder
     assert files, f"no .wandb file under {run_dir}/wandb"
     wandb_exe = str(Path(sys.executable).parent / "wandb")
     deadline = time.monotonic() + timeout
@@ -103,3 +104,25 @@ def wandb_records(run_dir: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
         if any(r.get("type") == "exit" for r in records) or time.monotonic() > deadline:
             return records
         time.sleep(0.2)  # polling for a file to be complete, not timing anything
+
+
+def wandb_history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The logged rows (`history` records) as flat dicts; media appear as dotted keys, e.g.
+    ``rollout/video._type == "video-file"`` and ``rollout/video.path``."""
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def wandb_config(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's config as logged (the `run` record's config plus later `config` updates)."""
+    config: dict[str, Any] = {}
+    for record in records:
+        if record.get("type") == "run":
+            config.update(record["run"].get("config", {}).get("update", {}))
+        elif record.get("type") == "config":
+            config.update(record["config"].get("update", {}))
+    return config
+
+
+def wandb_of_type(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The payloads of every record of one type (``run``, ``artifact``, ``metric``, ``exit``...)."""
+    return [r[kind] for r in records if r.get("type") == kind]

@@ -49,7 +49,8 @@ def test_installed_plugin_is_discovered_listed_and_runnable(site: Path, tmp_path
     result = forgelab_cli("run", str(experiment), "--no-progress", env=env)
     assert result.returncode == 0, result.stderr
     run_dir = next((tmp_path / "runs" / "constant").iterdir())
-    returns = [row["eval/return_mean"] for row in read_metrics(run_dir) if "eval/return_mean" in row]
+    returns = [row["eval/return_mean"] for row in read_metrics(run_dir)
+               if "eval/return_mean" in row]
     assert returns and 5 <= returns[0] <= 20  # always pushing right topples CartPole quickly
 
 
@@ -68,7 +69,8 @@ def test_broken_plugin_is_reported_and_skipped(site: Path) -> None:
     listing = forgelab_cli("list", "agents", env=env)
     assert listing.returncode == 0
     assert "constant" in listing.stdout
-    assert "plugin 'broken'" in listing.stderr and "FORGELAB_DISABLE_PLUGINS=broken" in listing.stderr
+    assert "plugin 'broken'" in listing.stderr
+    assert "FORGELAB_DISABLE_PLUGINS=broken" in listing.stderr
     assert "Traceback" not in listing.stderr
 
 
