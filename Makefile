@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 # CPU-only machines get the CPU build of torch; a machine with an NVIDIA driver gets the CUDA one.
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),constraints/gpu.txt,constraints/cpu.txt)
 MAIN_EXPERIMENT ?= cartpole-random
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: setup run test lint bench-rl bench-generative clean
@@ -23,7 +24,7 @@ run: setup
 	SDL_VIDEODRIVER=dummy $(BIN)/forgelab run $(MAIN_EXPERIMENT)
 
 test: setup
-	SDL_VIDEODRIVER=dummy $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SDL_VIDEODRIVER=dummy $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
