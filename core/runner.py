@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import secrets
+import shutil
 import signal
 import string
 import sys
@@ -249,10 +250,19 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
                         progress_total=total,
                         progress_initial=int(state["step"]) if state else 0,
                         show_progress=show_progress)
+    try:
+        component = run.factory(run.options, ctx)
+    except ForgelabError:
+        # Bad options that only the component can check (e.g. DQN on a Box action space):
+        # nothing was trained, so a new run leaves nothing behind.
+        ctx.progress.close()
+        ctx.tracker.finish(exit_code=1, quiet=True)
+        if not resume:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     exit_code = 1
     status = "failed"
     try:
-        component = run.factory(run.options, ctx)
         if state is not None:
             checkpoint_dir = ctx.checkpoints.path("latest")
             component.load_state_dict(state["component"])

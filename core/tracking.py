@@ -198,13 +198,13 @@ class Tracker:
             for key, value in row.items():
                 self._run.summary[key] = value
 
-    def finish(self, exit_code: int = 0) -> None:
-        """Close the W&B run; offline runs print how to upload them."""
+    def finish(self, exit_code: int = 0, quiet: bool = False) -> None:
+        """Close the W&B run; offline runs print how to upload them (unless ``quiet``)."""
         self._jsonl.close()
         if self._run is None:
             return
         run_dir = self.wandb_dir
         self._run.finish(exit_code=exit_code)
-        if self.mode == "offline":
+        if self.mode == "offline" and not quiet:
             print(f"W&B run saved offline in {run_dir}\n  upload it with: wandb sync {run_dir}",
                   file=sys.stderr)

@@ -83,6 +83,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: 
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     assert "SIGTERM" in err and "--resume" in err
+    assert "upload it with: wandb sync" in err  # offline runs say how to upload them
     run_dir = next(runs.iterdir())
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "interrupted"
@@ -135,3 +136,24 @@ def test_devices_that_are_absent_are_clear_errors() -> None:
     if not torch.backends.mps.is_available():
         with pytest.raises(ConfigError, match="MPS is not available"):
             resolve_device("mps")
+
+
+def test_a_component_config_error_leaves_no_run_behind() -> None:
+    import types
+
+    from forgelab.core import hookimpl
+    from forgelab.core.config import validate_experiment
+    from forgelab.core.pluginhost import PluginHost
+
+    def picky_agent(options, ctx):
+        raise ConfigError("picky needs a Box action space, CartPole-v1 has Discrete(2)")
+
+    plugin = types.ModuleType("picky_plugin")
+    plugin.register_agents = hookimpl(lambda register: register("picky", picky_agent))
+    host = PluginHost(strict=True, disabled=())
+    host.add_plugin(plugin, "picky")
+    config = validate_experiment({"agent": "picky", "env": "CartPole-v1",
+                                  "train": {"total_steps": 10}})
+    with pytest.raises(ConfigError, match="needs a Box action space"):
+        runner.train(config, host=host, show_progress=False)
+    assert list(Path("runs/experiment").iterdir()) == []
