@@ -1,0 +1,480 @@
+"""Deep Q-Network (DQN), with Double DQN and dueling heads as options.
+
+Papers:
+
+* Mnih et al. 2015, "Human-level control through deep reinforcement learning", Nature 518.
+  https://www.nature.com/articles/nature14236 (replay buffer, target network, ε-greedy).
+* van Hasselt, Guez & Silver 2016, "Deep Reinforcement Learning with Double Q-learning".
+  https://arxiv.org/abs/1509.06461 (``double_q``).
+* Wang et al. 2016, "Dueling Network Architectures for Deep Reinforcement Learning".
+  https://arxiv.org/abs/1511.06581 (``dueling``).
+
+The method, in one screen. Q_θ(s, ·) is an MLP with one output per action; Q_θ⁻ is a lagged
+copy of it (the *target network*). Transitions (s, a, r, s', d) from an ε-greedy policy go into a
+replay buffer D; every ``train_freq`` env steps we take ``gradient_steps`` steps of gradient
+descent on minibatches B ~ D of::
+
+    DQN target:        y = r + γ (1 − d) max_a' Q_θ⁻(s', a')
+    Double DQN target: y = r + γ (1 − d) Q_θ⁻(s', argmax_a' Q_θ(s', a'))
+    loss:              L(θ) = mean_B ℓ(Q_θ(s, a) − y),  ℓ = Huber (δ = 1) or ½·squared error
+
+where d = 1 only when the episode *terminated*: a time-limit truncation still bootstraps from
+s' (the true last observation, not the first one of the next episode). The dueling head splits
+Q into a state value and advantages, Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a').
+
+The target network follows the online one every ``target_update_interval`` env steps, either by
+a hard copy (τ = 1) or by Polyak averaging θ⁻ ← τ θ + (1 − τ) θ⁻. ε decays linearly from
+``exploration_initial_eps`` to ``exploration_final_eps`` over the first ``exploration_fraction``
+of training; before ``learning_starts`` the buffer is filled by uniformly random actions.
+
+Counting follows Stable-Baselines3 so that RL Zoo hyperparameters carry over: ``train_freq``,
+``target_update_interval`` and ``learning_starts`` count env steps (all envs together), and
+training starts once more than ``learning_starts`` steps have been collected.
+
+Speed notes (why the code looks the way it does):
+
+* Acting runs the MLP in NumPy on views of the CPU weights (a copy on CUDA), about 4x cheaper
+  per env step than a batch-of-one torch call.
+* A training phase draws all its minibatch indices at once and moves the whole phase's data to
+  the device in one transfer. The target network does not change during a phase, so the
+  bootstrap term max_a' Q_θ⁻(s', a') is computed for every minibatch in one batched forward.
+* Losses are averaged on the device and read once per phase (no per-step ``.item()``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from forgelab.agents.envstate import restore_env, snapshot_env
+from forgelab.core.component import RunContext
+from forgelab.core.environments import completed_episodes, final_observations
+from forgelab.core.errors import ConfigError
+from forgelab.core.evaluation import PeriodicEvaluator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from torch import nn
+
+
+# ---------------------------------------------------------------------------- options
+class DQNConfig(BaseModel):
+    """DQN hyperparameters (defaults follow Stable-Baselines3's DQN, except a 100k buffer).
+
+    :param learning_rate: Adam step size.
+    :param buffer_size: replay buffer capacity in transitions.
+    :param learning_starts: env steps of uniformly random play before learning starts.
+    :param batch_size: transitions per gradient step.
+    :param gamma: discount factor γ.
+    :param tau: Polyak coefficient of the target update (1 = hard copy).
+    :param target_update_interval: env steps between target-network updates.
+    :param train_freq: env steps between training phases.
+    :param gradient_steps: gradient steps per training phase (-1: as many as env steps collected).
+    :param exploration_fraction: fraction of ``train.total_steps`` over which ε decays.
+    :param exploration_initial_eps: ε at the start of the decay.
+    :param exploration_final_eps: ε after the decay.
+    :param max_grad_norm: clip the global gradient norm to this value (None: no clipping).
+    :param loss: ``huber`` (smooth L1, δ = 1, as in Mnih et al.) or ``mse``.
+    :param double_q: use the Double DQN target.
+    :param dueling: use a dueling head V(s) + A(s, a) − mean A.
+    :param net_arch: hidden layer widths of the Q-network.
+    :param activation: hidden-layer non-linearity.
+    :param save_replay_buffer: put the replay buffer in checkpoints (exact resume; larger files).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-4, gt=0, description="Adam step size")
+    buffer_size: PositiveInt = Field(100_000, description="replay buffer capacity (transitions)")
+    learning_starts: int = Field(100, ge=0, description="random env steps before learning")
+    batch_size: PositiveInt = Field(32, description="transitions per gradient step")
+    gamma: float = Field(0.99, ge=0, le=1, description="discount factor")
+    tau: float = Field(1.0, gt=0, le=1, description="target update coefficient (1 = hard copy)")
+    target_update_interval: PositiveInt = Field(10_000, description="env steps between target "
+                                                "updates")
+    train_freq: PositiveInt = Field(4, description="env steps between training phases")
+    gradient_steps: int = Field(1, ge=-1, description="gradient steps per training phase "
+                                "(-1: one per env step collected)")
+    exploration_fraction: float = Field(0.1, ge=0, le=1, description="fraction of training over "
+                                        "which epsilon decays")
+    exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="initial epsilon")
+    exploration_final_eps: float = Field(0.05, ge=0, le=1, description="final epsilon")
+    max_grad_norm: float | None = Field(10.0, gt=0, description="gradient-norm clip (null: off)")
+    loss: Literal["huber", "mse"] = Field("huber", description="TD loss")
+    double_q: bool = Field(False, description="Double DQN target (van Hasselt et al. 2016)")
+    dueling: bool = Field(False, description="dueling head (Wang et al. 2016)")
+    net_arch: list[PositiveInt] = Field([64, 64], min_length=1, description="hidden layer widths")
+    activation: Literal["relu", "tanh"] = Field("relu", description="hidden non-linearity")
+    save_replay_buffer: bool = Field(False, description="include the replay buffer in "
+                                     "checkpoints")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DQNConfig:
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_size "
+                             f"({self.buffer_size})")
+        if self.gradient_steps == 0:
+            raise ValueError("gradient_steps must be positive, or -1 for one per env step")
+        return self
+
+
+# ----------------------------------------------------------------------- replay buffer
+class ReplayBuffer:
+    """A ring buffer of transitions (s, a, r, s', terminated) in preallocated NumPy arrays.
+
+    Observations keep the env's dtype (uint8 images stay small) and are cast for training.
+
+    :param capacity: maximum number of transitions; the oldest are overwritten.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> None:
+        self.capacity = capacity
+        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.pos = 0  # next slot to write
+        self.size = 0  # filled slots
+
+    def add(self, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray,
+            rewards: np.ndarray, terminated: np.ndarray) -> None:
+        """Store one transition per env (arrays with a leading ``num_envs`` axis)."""
+        n = len(actions)
+        if self.pos + n <= self.capacity:  # the common case: one contiguous slice
+            slots: slice | np.ndarray = slice(self.pos, self.pos + n)
+        else:
+            slots = (self.pos + np.arange(n)) % self.capacity
+        self.obs[slots] = obs
+        self.next_obs[slots] = next_obs
+        self.actions[slots] = actions
+        self.rewards[slots] = rewards
+        self.terminated[slots] = terminated
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self) -> dict[str, Any]:
+        n = self.size  # the filled part only
+        return {"pos": self.pos, "size": n, "obs": self.obs[:n].copy(),
+                "next_obs": self.next_obs[:n].copy(), "actions": self.actions[:n].copy(),
+                "rewards": self.rewards[:n].copy(), "terminated": self.terminated[:n].copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        n = int(state["size"])
+        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, name)[:n] = _numpy(state[name])
+        self.pos, self.size = int(state["pos"]), n
+
+
+# --------------------------------------------------------------------------- Q-network
+class QNetwork(nn.Module):
+    """Q_θ(s, ·): an MLP over the flattened observation, one output per action.
+
+    With ``dueling``: Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a') on a shared body (the
+    mean-subtracted form of Wang et al., eq. 9, which makes V and A identifiable).
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, net_arch: list[int], activation: str,
+                 dueling: bool) -> None:
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        layers: list[nn.Module] = []
+        sizes = [obs_dim, *net_arch]
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), act()]
+        self.body = nn.Sequential(*layers)
+        self.dueling = dueling
+        self.head = nn.Linear(sizes[-1], n_actions)  # Q(s, ·), or A(s, ·) when dueling
+        self.value = nn.Linear(sizes[-1], 1) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.body(obs.flatten(1))
+        out = self.head(h)
+        if self.value is not None:
+            out = self.value(h) + out - out.mean(dim=1, keepdim=True)
+        return out
+
+
+class NumpyGreedy:
+    """argmax_a Q_θ(s, a) computed in NumPy from the network's weights (fast batch-of-one acting).
+
+    On CPU the arrays are views of the parameters, so they follow every optimizer step; on
+    another device :meth:`sync` copies them back after each training phase.
+    """
+
+    def __init__(self, net: QNetwork, activation: str) -> None:
+        self.net = net
+        self.tanh = activation == "tanh"
+        self.sync()
+
+    def sync(self) -> None:
+        def arr(p: torch.Tensor) -> np.ndarray:
+            return p.detach().cpu().numpy() if p.device.type != "cpu" else p.detach().numpy()
+
+        linears = [m for m in self.net.body if isinstance(m, nn.Linear)]
+        self.body = [(arr(m.weight).T, arr(m.bias)) for m in linears]
+        self.head = (arr(self.net.head.weight).T, arr(self.net.head.bias))
+        self.value = None if self.net.value is None else (arr(self.net.value.weight).T,
+                                                          arr(self.net.value.bias))
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        h = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        for w, b in self.body:
+            h = h @ w + b
+            np.tanh(h, out=h) if self.tanh else np.maximum(h, 0, out=h)
+        q = h @ self.head[0] + self.head[1]
+        if self.value is not None:
+            q = h @ self.value[0] + self.value[1] + q - q.mean(axis=1, keepdims=True)
+        return q
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.q_values(obs).argmax(axis=1)
+
+
+# ------------------------------------------------------------------------------- agent
+class DQN:
+    """Deep Q-Network agent (discrete actions, one or several envs).
+
+    :param options: validated :class:`DQNConfig`.
+    :param ctx: the run context (envs, device, tracker, checkpoints, schedule).
+    :raises ConfigError: when the env's action space is not ``Discrete`` or its observation
+        space is not a ``Box``.
+    """
+
+    def __init__(self, options: DQNConfig, ctx: RunContext) -> None:
+        self.options, self.ctx = options, ctx
+        self.envs = ctx.make_vec_env()
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        env_id = ctx.config.env.id
+        if not isinstance(act_space, gym.spaces.Discrete):
+            self.envs.close()
+            raise ConfigError(
+                f"agent 'dqn' needs a Discrete action space, but {env_id} has {act_space}",
+                hint="use a policy-gradient agent for continuous actions (agent=ppo, a2c or "
+                     "reinforce)")
+        if not isinstance(obs_space, gym.spaces.Box):
+            self.envs.close()
+            raise ConfigError(
+                f"agent 'dqn' needs a Box observation space, but {env_id} has {obs_space}",
+                hint="add `env.wrappers: [flatten_observation]` (one-hot for Discrete)")
+        self.n_envs = self.envs.num_envs
+        self.n_actions = int(act_space.n)
+        self.device = ctx.device
+        obs_dim = int(np.prod(obs_space.shape))
+
+        # θ and θ⁻ start equal; θ⁻ never receives gradients.
+        self.q_net = QNetwork(obs_dim, self.n_actions, options.net_arch, options.activation,
+                              options.dueling).to(self.device)
+        self.target_net = QNetwork(obs_dim, self.n_actions, options.net_arch,
+                                   options.activation, options.dueling).to(self.device)
+        self.target_net.load_state_dict(self.q_net.state_dict())
+        self.target_net.requires_grad_(False)
+        self.params = list(self.q_net.parameters())  # listed once: clipping walks it every step
+        self.optimizer = torch.optim.Adam(self.params, lr=options.learning_rate, **_fast_adam())
+        self.greedy = NumpyGreedy(self.q_net, options.activation)
+        self.buffer = ReplayBuffer(options.buffer_size, obs_space.shape, obs_space.dtype)
+        self.rng = np.random.default_rng(ctx.seed)  # ε-greedy and minibatch sampling
+
+        self.step = 0  # env steps so far (all envs)
+        self.n_updates = 0  # gradient steps so far
+        self._collected = 0  # env steps since the last training opportunity
+        self.obs: np.ndarray | None = None  # current observation of every env
+        self._stats = np.zeros(3)  # Σ td_loss, Σ q_mean, count, since the last log row
+        self.evaluator = PeriodicEvaluator(ctx, self)
+        self._last_eval_step = -1
+
+    # ------------------------------------------------------------------- schedules
+    def epsilon(self, step: int) -> float:
+        """ε(t) = ε₀ + (ε₁ − ε₀) · min(1, t / (fraction · T)), T = ``train.total_steps``."""
+        o = self.options
+        horizon = o.exploration_fraction * self.ctx.config.train.total_steps
+        progress = 1.0 if horizon <= 0 else min(1.0, step / horizon)
+        return o.exploration_initial_eps + progress * (o.exploration_final_eps -
+                                                       o.exploration_initial_eps)
+
+    # ---------------------------------------------------------------------- acting
+    def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+        """ε-greedy: a uniformly random action with probability ε (per env), else argmax Q."""
+        random_actions = self.rng.integers(self.n_actions, size=self.n_envs)
+        explore = self.rng.random(self.n_envs) < epsilon
+        if explore.all():
+            return random_actions  # skip the forward pass
+        return np.where(explore, random_actions, self.greedy(obs))
+
+    def predict(self, obs: np.ndarray) -> int:
+        """The deterministic (greedy) action for one observation; used for evaluation."""
+        return int(self.greedy(obs[None])[0])
+
+    # -------------------------------------------------------------------- training
+    def fit(self) -> None:
+        ctx, o, train = self.ctx, self.options, self.ctx.config.train
+        total = int(train.total_steps)
+        if self.obs is None:  # a fresh run; a resumed one continues mid-episode
+            self.obs, _ = self.envs.reset(seed=ctx.seed)
+        # perf/sps counts env steps per second of training (evaluation time left out).
+        start_step, start_time, eval_time = self.step, time.perf_counter(), 0.0
+        while self.step < total and not ctx.stop_requested:
+            last = self.step
+            # 1. Act ε-greedily (uniformly at random while the buffer warms up).
+            eps = 1.0 if self.step < o.learning_starts else self.epsilon(self.step)
+            actions = self.act(self.obs, eps)
+            next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+            # 2. Store (s, a, r, s', terminated); s' is the real last observation of an episode
+            #    that just ended (the env already shows the next episode's first one).
+            self.buffer.add(self.obs, final_observations(next_obs, infos), actions, rewards,
+                            terminated)
+            self.obs = next_obs
+            self.step += self.n_envs
+            for episode_return, length in completed_episodes(infos):
+                ctx.tracker.log({"train/episode_return": episode_return,
+                                 "train/episode_length": length}, global_step=self.step)
+            # 3. Target network: θ⁻ ← τ θ + (1 − τ) θ⁻ at every target_update_interval mark.
+            crossed = self.step // o.target_update_interval - last // o.target_update_interval
+            if crossed:
+                self.update_target(crossed)
+            # 4. Learn every train_freq env steps once learning_starts steps are collected.
+            self._collected += self.n_envs
+            if self.step // o.train_freq > last // o.train_freq:
+                if self.step > o.learning_starts:
+                    self.train(o.gradient_steps if o.gradient_steps > 0 else self._collected)
+                self._collected = 0
+            # 5. Bookkeeping: logs, evaluation, checkpoints, progress bar.
+            if self.step // train.log_every > last // train.log_every:
+                elapsed = time.perf_counter() - start_time - eval_time
+                self.log(eps, (self.step - start_step) / max(elapsed, 1e-9))
+            eval_start = time.perf_counter()
+            if self.evaluator.maybe_evaluate(self.predict, self.step, last) is not None:
+                self._last_eval_step = self.step
+                eval_time += time.perf_counter() - eval_start
+            ctx.maybe_checkpoint(self, self.step, last)
+            ctx.progress.update(self.step)
+        if self.step >= total and self._last_eval_step != self.step:
+            self.evaluator.evaluate(self.predict, self.step, video=bool(train.video_every))
+            self._last_eval_step = self.step
+
+    def update_target(self, times: int = 1) -> None:
+        """Apply ``times`` Polyak updates at once: θ⁻ ← θ + (1 − τ)^times (θ⁻ − θ)."""
+        weight = 1.0 - (1.0 - self.options.tau) ** times  # = τ for one update, 1 for a copy
+        with torch.no_grad():
+            for target, online in zip(self.target_net.parameters(), self.q_net.parameters(),
+                                      strict=True):
+                if weight >= 1.0:
+                    target.copy_(online)
+                else:
+                    target.lerp_(online, weight)
+
+    def train(self, gradient_steps: int) -> None:
+        """``gradient_steps`` steps of minibatch gradient descent on the TD loss."""
+        o, b = self.options, self.buffer
+        # Indices for the whole phase at once; chunked so the gathered data stays small.
+        per_step = o.batch_size * int(np.prod(b.obs.shape[1:]))
+        chunk = max(1, min(gradient_steps, (1 << 22) // max(per_step, 1)))
+        losses, q_means = [], []
+        for start in range(0, gradient_steps, chunk):
+            g = min(chunk, gradient_steps - start)
+            idx = self.rng.integers(0, b.size, size=(g, o.batch_size))
+            obs = self._tensor(b.obs[idx], torch.float32)  # (g, B, *obs_shape)
+            next_obs = self._tensor(b.next_obs[idx], torch.float32)
+            actions = self._tensor(b.actions[idx], torch.int64).unsqueeze(-1)  # (g, B, 1)
+            rewards = self._tensor(b.rewards[idx], torch.float32)  # (g, B)
+            not_done = 1.0 - self._tensor(b.terminated[idx], torch.float32)
+            with torch.no_grad():  # θ⁻ is fixed for the whole phase: one batched forward
+                next_q_target = self.target_net(next_obs.flatten(0, 1)).view(
+                    g, o.batch_size, self.n_actions)
+                if not o.double_q:
+                    # y = r + γ (1 − d) max_a' Q_θ⁻(s', a')
+                    targets = rewards + o.gamma * not_done * next_q_target.max(-1).values
+            for i in range(g):
+                if o.double_q:
+                    with torch.no_grad():
+                        # y = r + γ (1 − d) Q_θ⁻(s', argmax_a' Q_θ(s', a'))
+                        best = self.q_net(next_obs[i]).argmax(dim=1, keepdim=True)
+                        y = rewards[i] + o.gamma * not_done[i] * \
+                            next_q_target[i].gather(1, best).squeeze(1)
+                else:
+                    y = targets[i]
+                q = self.q_net(obs[i]).gather(1, actions[i]).squeeze(1)  # Q_θ(s, a)
+                loss = F.smooth_l1_loss(q, y) if o.loss == "huber" else 0.5 * F.mse_loss(q, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if o.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(self.params, o.max_grad_norm, foreach=True)
+                self.optimizer.step()
+                losses.append(loss.detach())
+                q_means.append(q.detach().mean())
+        self.n_updates += gradient_steps
+        stats = torch.stack([torch.stack(losses).sum(), torch.stack(q_means).sum()]).cpu()
+        self._stats += (float(stats[0]), float(stats[1]), gradient_steps)
+        if self.device.type != "cpu":
+            self.greedy.sync()
+
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(array).to(self.device, dtype)
+
+    def log(self, epsilon: float, sps: float) -> None:
+        row = {"train/epsilon": epsilon, "perf/sps": sps, "train/n_updates": self.n_updates}
+        loss_sum, q_sum, count = self._stats
+        if count:
+            row.update({"train/td_loss": loss_sum / count, "train/q_mean": q_sum / count})
+        self._stats[:] = 0
+        self.ctx.tracker.log(row, global_step=self.step)
+        self.ctx.progress.update(self.step, eps=round(epsilon, 3),
+                                 loss=row.get("train/td_loss", float("nan")))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        return self.evaluator.evaluate(self.predict, self.step, video=True, save_best=False)
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "step": self.step,
+            "n_updates": self.n_updates,
+            "collected": self._collected,
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "stats": self._stats.copy(),
+            "evaluator": self.evaluator.state_dict(),
+            "last_eval_step": self._last_eval_step,
+        }
+        if self.obs is not None:  # mid-episode state, to continue exactly where we stopped
+            state["obs"] = self.obs.copy()
+            state["envs"] = snapshot_env(self.envs)
+        if self.options.save_replay_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.n_updates = int(state["n_updates"])
+        self._collected = int(state["collected"])
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self._stats = _numpy(state["stats"]).astype(np.float64)
+        self.evaluator.load_state_dict(state["evaluator"])
+        self._last_eval_step = int(state["last_eval_step"])
+        if "obs" in state:
+            self.obs = _numpy(state["obs"])
+            restore_env(self.envs, state["envs"])
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+        self.greedy.sync()
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _fast_adam() -> dict[str, bool]:
+    """The fused Adam kernel (one kernel for all parameters) where this torch has it on CPU."""
+    try:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {"foreach": True}
+    return {"fused": True}
