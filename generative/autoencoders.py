@@ -96,7 +96,9 @@ class Decoder(nn.Module):
         super().__init__()
         channels, height, width = shape
         self.shape, self.num_classes = tuple(shape), num_classes
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        # starts at s = 0.1, about the pixel noise of [0, 1] images: with s = 1 the
+        # reconstruction term is so weak that the posterior collapses before s can shrink
+        self.log_scale = nn.Parameter(torch.tensor(math.log(0.1)))
         trunk = [nn.Linear(latent_dim + num_classes, hidden), nn.ReLU(),
                  nn.Linear(hidden, hidden), nn.ReLU()]
         if arch == "mlp":
@@ -364,7 +366,8 @@ class VAE(GenerativeModel):
                                    reconstruction_grid(x, self.decode_mean(mu, y)),
                                    caption="odd rows: inputs, even rows: reconstructions",
                                    epoch=epoch)
-        self.ctx.tracker.log_image("samples/traversal", self.traversal(x[:1], y), epoch=epoch)
+        self.ctx.tracker.log_image("samples/traversal", self.traversal(x[:1], y[:1] if y is not None else None),
+                                   epoch=epoch)
 
     def traversal(self, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9) -> np.ndarray:
         """Latent traversal: from the code of one image, each row moves one of the (up to 8)
@@ -376,7 +379,7 @@ class VAE(GenerativeModel):
         z = mu.repeat(len(units) * steps, 1)
         for row, unit in enumerate(units):
             z[row * steps:(row + 1) * steps, unit] = values
-        labels = y[:1].repeat(len(z)) if y is not None and self.conditional else None
+        labels = y.repeat(len(z)) if y is not None and self.conditional else None
         return make_grid(self.decode_mean(z, labels), nrow=steps)
 
 
