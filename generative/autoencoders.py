@@ -366,7 +366,8 @@ class VAE(GenerativeModel):
                                    reconstruction_grid(x, self.decode_mean(mu, y)),
                                    caption="odd rows: inputs, even rows: reconstructions",
                                    epoch=epoch)
-        self.ctx.tracker.log_image("samples/traversal", self.traversal(x[:1], y[:1] if y is not None else None),
+        first_label = y[:1] if y is not None else None
+        self.ctx.tracker.log_image("samples/traversal", self.traversal(x[:1], first_label),
                                    epoch=epoch)
 
     def traversal(self, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9) -> np.ndarray:
