@@ -1,0 +1,84 @@
+"""Generative runs end to end: W&B media read back from the offline run, exact resume, and
+`forgelab sample` on a saved run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import forgelab_cli, read_metrics, run_experiment, wandb_records
+from PIL import Image
+
+from forgelab.core import runner
+from forgelab.core.checkpoints import CheckpointManager
+from forgelab.core.errors import ForgelabError
+
+
+def _history(records: list[dict]) -> list[dict]:
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def test_vae_run_logs_media_to_wandb_and_forgelab_sample_writes_a_png(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = run_experiment("digits-vae", "train.epochs=2", "train.eval_every=1",
+                             "model.nll_samples=5")
+    records = wandb_records(run_dir)
+    history = _history(records)
+    for key in ("samples/grid", "samples/reconstructions", "samples/traversal"):
+        images = [row for row in history if row.get(f"{key}._type") == "image-file"]
+        assert [row["epoch"] for row in images] == [1, 2], key
+    assert any("train/loss" in row and "step" in row for row in history)
+    assert [row["epoch"] for row in history if "val/neg_elbo" in row] == [1, 2]
+    final = [row for row in history if "test/nll_k5" in row]
+    assert len(final) == 1 and final[0]["test/nll_k5"] <= final[0]["test/neg_elbo"] + 1e-6
+    aliases = [r["artifact"]["aliases"] for r in records if r.get("type") == "artifact"]
+    assert ["best", "latest"] in [sorted(a) for a in aliases] and ["latest"] in aliases
+    # the same figures reach the run summary in W&B and metrics.jsonl
+    summary = [r["summary"] for r in read_metrics(run_dir) if "summary" in r][-1]
+    assert summary["test/nll_k5"] == pytest.approx(final[0]["test/nll_k5"])
+
+    out = tmp_path / "x.png"
+    result = forgelab_cli("sample", str(run_dir), "--n", "16", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    pixels = np.asarray(Image.open(out))
+    # a 4x4 grid of 8x8 digits, upscaled 4x, with 1-pixel borders: (4 * 9 + 1) * 4 = 148
+    assert pixels.shape == (148, 148, 3) and pixels.std() > 10
+    # in-process from here (a subprocess per call is slow): W&B is not under test any more
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    again = runner.sample(run_dir, 16, tmp_path / "y.png")
+    assert np.array_equal(np.asarray(Image.open(again)), pixels)  # fixed sampling seed
+    with pytest.raises(ForgelabError, match="use a .png file"):
+        runner.sample(run_dir, 16, tmp_path / "x.csv")
+
+
+def test_autoencoder_cannot_sample_and_says_so(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run_dir = run_experiment("digits-ae", "train.epochs=1")
+    with pytest.raises(ForgelabError, match="does not define a distribution"):
+        runner.sample(run_dir, 16, tmp_path / "x.png")
+
+
+def _final_state(run_dir: Path) -> dict:
+    state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
+    return state["component"]
+
+
+def test_resumed_run_is_identical_to_an_uninterrupted_one(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # tracking is not under test here
+    common = ("model.nll_samples=5", "train.eval_every=1",
+              "model.kl_warmup_epochs=1", "model.batch_size=100")
+    straight = run_experiment("digits-vae", "train.epochs=3", *common)
+    first = run_experiment("digits-vae", "train.epochs=2", *common)
+    resumed = runner.resume(first, ["train.epochs=3"], show_progress=False)
+    a, b = _final_state(straight), _final_state(resumed)
+    assert a["step"] == b["step"] == 3 and a["batches_seen"] == b["batches_seen"]
+    for key, tensor in a["networks"]["vae"].items():
+        assert torch.equal(tensor, b["networks"]["vae"][key]), key
+    assert torch.equal(a["generator"], b["generator"])
+    test_a = [r["summary"] for r in read_metrics(straight) if "summary" in r][-1]
+    test_b = [r["summary"] for r in read_metrics(resumed) if "summary" in r][-1]
+    assert test_a == test_b
