@@ -99,7 +99,9 @@ WRAPPERS: dict[str, Wrapper] = {
                           "truncate episodes after max_episode_steps"),
     "normalize_observation": Wrapper(gym.wrappers.NormalizeObservation,
                                      NormalizeObservationOptions,
-                                     "running mean/std normalisation of observations"),
+                                     "running mean/std normalisation of observations "
+                                     "(each env, eval envs too, keeps its own statistics; "
+                                     "agents' normalize_obs option shares them)"),
     "normalize_reward": Wrapper(gym.wrappers.NormalizeReward, NormalizeRewardOptions,
                                 "scale rewards by the running std of the discounted return "
                                 "(training envs only)"),

@@ -21,14 +21,12 @@ def register_envs(register):
         # reward 1, step reward -0.01, no slip); experiment files override them in env.kwargs.
         kwargs={},
         max_episode_steps=100,
-        description="Grid world with walls, step cost and slippery moves (Discrete(4); "
-        "one-hot or coordinate observations; rgb_array/ansi).",
+        description="Grid world: walls, goal, step cost, slippery moves (rgb_array, ansi).",
     )
     register(
         "forgelab/PointMass-v0",
         "forgelab.envs.pointmass:PointMassEnv",
         kwargs={},
         max_episode_steps=100,
-        description="Push a 2-D point mass onto a target with bounded forces (Box(-1, 1, (2,)) "
-        "actions; reward -distance, success bonus; rgb_array).",
+        description="Push a 2-D point mass onto a target with bounded forces (rgb_array).",
     )
