@@ -111,8 +111,8 @@ def forgelab_metric(key: str, value: Any,
 class TrackerWriter(KVWriter):
     """An SB3 logger output format that writes to the forgelab tracker.
 
-    SB3 dumps its logger every rollout (on-policy) or episode (off-policy); rows are forwarded
-    at most once per ``train.log_every`` env steps, like the native agents' ``train/`` rows.
+    Rows are forwarded at most once per ``train.log_every`` env steps, like the native agents'
+    ``train/`` rows (on-policy SB3 dumps its logger after every rollout, which can be often).
 
     :param tracker: the run's tracker.
     :param renames: per-algorithm renames on top of :data:`METRIC_NAMES`.
@@ -161,7 +161,7 @@ def check_action_space(agent: str, options: SB3Options, env_id: str, space: gym.
     kind = type(space).__name__
     if kind in options.action_spaces:
         return
-    fitting = [name for name, cls in OPTIONS.items() if kind in cls.action_spaces]
+    fitting = sorted(name for name, cls in OPTIONS.items() if kind in cls.action_spaces)
     raise ConfigError(
         f"agent {agent!r} ({options.algorithm}) needs a {' or '.join(options.action_spaces)} "
         f"action space, but {env_id} has {space}",
@@ -229,6 +229,11 @@ class _RunCallback(BaseCallback):
             if episode is not None:
                 ctx.tracker.log({"train/episode_return": float(episode["r"]),
                                  "train/episode_length": int(episode["l"])}, global_step=step)
+        every = ctx.config.train.log_every
+        if agent.off_policy and step // every > last // every:
+            # Off-policy SB3 dumps its logger only when episodes end (every `log_interval`
+            # episodes); forgelab logs train/ rows every `log_every` env steps instead.
+            self.model.dump_logs()
         agent.evaluator.maybe_evaluate(agent.act_deterministic, step, last)
         ctx.maybe_checkpoint(agent, step, last)
         ctx.progress.update(step)
@@ -302,8 +307,12 @@ class SB3Agent:
                         # the replay buffer starts empty: collect experience before updating
                         self.model.learning_starts = self.step + self.options.learning_starts
                 # SB3 adds num_timesteps to the budget when reset_num_timesteps is False.
-                self.model.learn(total - self.step, callback=_RunCallback(self), log_interval=1,
-                                 reset_num_timesteps=False, progress_bar=False)
+                # On-policy: SB3 dumps its logger after every rollout (log_interval=1);
+                # off-policy: the callback dumps it every train.log_every steps.
+                log_interval = None if self.off_policy else 1
+                self.model.learn(total - self.step, callback=_RunCallback(self),
+                                 log_interval=log_interval, reset_num_timesteps=False,
+                                 progress_bar=False)
                 self.step = int(self.model.num_timesteps)
             if self.step >= total and self.evaluator.evaluations == 0:
                 self.evaluator.evaluate(self.act_deterministic, self.step, video=True)
@@ -334,9 +343,10 @@ class SB3Agent:
         self.step = int(state["step"])
         for name, value in state["counters"].items():
             setattr(self.model, name, value)
-        self.model.ep_info_buffer = deque(
-            ({"r": r, "l": n} for r, n in state["episodes"]),
-            maxlen=self.model._stats_window_size)
+        window = self.model._stats_window_size
+        self.model.ep_info_buffer = deque(({"r": r, "l": n} for r, n in state["episodes"]),
+                                          maxlen=window)
+        self.model.ep_success_buffer = deque(maxlen=window)  # SB3 sets both or neither
         self.model.action_space.np_random.bit_generator.state = state["action_space_rng"]
         self.evaluator.load_state_dict(state["evaluator"])
 
