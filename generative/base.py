@@ -196,12 +196,14 @@ class GenerativeModel:
         epochs = int(ctx.train.epochs)
         eval_every = ctx.train.eval_every or 1
         while self.step < epochs and not ctx.stop_requested:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             if not self.train_epoch():
                 return  # stopped inside an epoch: the runner checkpoints the position
             last, self.step = self.step, self.step + 1
             seconds = time.perf_counter() - started
+            # CPU time of this process too: on a shared machine it varies less than wall time
             ctx.tracker.log({"perf/epoch_seconds": seconds,
+                             "perf/epoch_cpu_seconds": time.process_time() - cpu_started,
                              "perf/samples_per_second": len(self.train_x) / seconds},
                             step=self.batches_seen, epoch=self.step)
             shown = {}
