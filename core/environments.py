@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from forgelab.core.config import EnvSpec, WrapperSpec, format_validation_error
-from forgelab.core.errors import ConfigError, closest, unknown_name_message
 from gymnasium.vector import AutoresetMode
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from forgelab.core.config import EnvSpec, WrapperSpec, format_validation_error
+from forgelab.core.errors import ConfigError, closest, unknown_name_message
 
 
 # ------------------------------------------------------------------------- wrappers

@@ -10,6 +10,7 @@ import gymnasium
 import numpy as np
 import pytest
 from conftest import forgelab_cli, read_metrics
+
 from forgelab.core.config import EnvSpec, load_experiment
 from forgelab.core.environments import (
     check_env_spec,

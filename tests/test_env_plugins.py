@@ -11,6 +11,7 @@ from pathlib import Path
 import gymnasium
 import pytest
 from conftest import forgelab_cli
+
 from forgelab.core import hookimpl
 from forgelab.core.errors import PluginError
 from forgelab.core.pluginhost import PluginHost

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import warnings
 
-import forgelab.envs  # noqa: F401  (registers the ids)
 import gymnasium
 import numpy as np
 import pytest
-from forgelab.envs.gridworld import GridWorldEnv, parse_layout
-from forgelab.envs.pointmass import PointMassEnv
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import forgelab.envs  # noqa: F401  (registers the ids)
+from forgelab.envs.gridworld import GridWorldEnv, parse_layout
+from forgelab.envs.pointmass import PointMassEnv
 
 GRID = "forgelab/GridWorld-v0"
 POINT = "forgelab/PointMass-v0"
