@@ -1,0 +1,366 @@
+"""Building blocks shared by the policy-gradient agents (REINFORCE, A2C, PPO).
+
+What lives here is everything that is *not* the learning rule: the networks and their action
+distributions, observation normalisation, GAE, time-limit bootstrapping, episode logging and
+the bookkeeping every agent needs (envs, evaluation, checkpoints). The learning rule of each
+method stays in its own file (``reinforce.py``, ``a2c.py``, ``ppo.py``), readable top to bottom.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from forgelab.agents.envstate import restore_env, snapshot_env
+from forgelab.core.component import RunContext
+from forgelab.core.environments import completed_episodes
+from forgelab.core.errors import ConfigError
+from forgelab.core.evaluation import PeriodicEvaluator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from torch import nn
+
+LOG_2PI = math.log(2.0 * math.pi)
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class PolicyConfig(BaseModel):
+    """Options every policy-gradient agent shares: the networks and observation scaling.
+
+    :param hidden_sizes: widths of the hidden layers of the actor and of the critic.
+    :param activation: hidden-layer non-linearity.
+    :param log_std_init: initial log standard deviation of the Gaussian policy (Box actions).
+    :param normalize_obs: scale observations by a running mean / std (continuous control).
+    :param obs_clip: clip normalised observations to ``[-obs_clip, obs_clip]``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_sizes: list[PositiveInt] = Field([64, 64], min_length=1,
+                                            description="hidden layer widths (actor and critic)")
+    activation: Literal["tanh", "relu"] = Field("tanh", description="hidden non-linearity")
+    log_std_init: float = Field(0.0, description="initial log-std of the Gaussian (Box actions)")
+    normalize_obs: bool = Field(False, description="running mean/std observation normalisation")
+    obs_clip: PositiveFloat = Field(10.0, description="clip normalised observations to ±obs_clip")
+
+
+# ------------------------------------------------------------------------------ networks
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "tanh",
+        out_gain: float = 1.0) -> nn.Sequential:
+    """An MLP with orthogonal initialisation: gain √2 on hidden layers, ``out_gain`` on the last.
+
+    Orthogonal init with a small policy-output gain (0.01) makes the first policy close to
+    uniform, one of the PPO implementation details that matter (Engstrom et al. 2020).
+    """
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [_ortho(nn.Linear(a, b), math.sqrt(2)), ACTIVATIONS[activation]()]
+    layers.append(_ortho(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs with a categorical or diagonal-Gaussian policy head.
+
+    * ``Discrete(n)``: π(a|s) = softmax(logits(s))_a.
+    * ``Box``: π(a|s) = N(μ(s), diag σ²) with a state-independent learned log σ; the sampled
+      action is clipped to the bounds only when it is sent to the env (the log-probability is
+      that of the unclipped sample, as in SB3 and CleanRL).
+
+    :param obs_dim: size of the (flattened) observation vector.
+    :param action_space: ``Discrete`` or ``Box``.
+    """
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden: Sequence[int],
+                 activation: str = "tanh", log_std_init: float = 0.0) -> None:
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.actor = mlp(obs_dim, out, hidden, activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, 1, hidden, activation, out_gain=1.0)
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s), shape (B,)."""
+        return self.critic(obs).squeeze(-1)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """a ~ π(·|s) for a batch of observations (no log-prob: that is computed in batch later).
+
+        Categorical sampling inverts the CDF with one uniform per row, which is several times
+        cheaper per call than ``torch.multinomial`` or a ``Categorical`` object.
+        """
+        out = self.actor(obs)
+        if self.discrete:
+            cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
+            u = torch.rand(cdf.shape[0], 1, device=cdf.device)
+            return (cdf < u).sum(dim=-1).clamp_(max=cdf.shape[-1] - 1)
+        return out + self.log_std.exp() * torch.randn_like(out)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action: argmax of the logits, or the Gaussian mean."""
+        out = self.actor(obs)
+        return out.argmax(dim=-1) if self.discrete else out
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log π(a|s), entropy H[π(·|s)] and V(s), each of shape (B,)."""
+        out = self.actor(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, dim=-1)
+            logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # H = −Σ_a π(a) log π(a)
+        else:
+            # log N(a; μ, σ) = −½((a−μ)/σ)² − log σ − ½ log 2π, summed over action dims
+            log_std = self.log_std.expand_as(out)
+            z = (actions - out) / log_std.exp()
+            logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+            entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)  # H = Σ (½ + ½ log 2π + log σ)
+        return logp, entropy, self.value(obs)
+
+
+def adam(params: Any, lr: float, eps: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel per parameter where torch supports it (several times less
+    per-step overhead than the default for-loop implementation on small networks)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError):  # torch < 2.4 on CPU, or a device without fused Adam
+        return torch.optim.Adam(params, lr=lr, eps=eps)
+
+
+# ------------------------------------------------------------------ observation scaling
+class RunningMeanStd:
+    """Running mean and variance of observations (Chan et al.'s parallel update).
+
+    Observations are scaled as clip((o − μ) / √(σ² + ε), −c, c). Statistics update on training
+    observations only; evaluation uses them frozen. Their state goes in the checkpoint.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, batch: np.ndarray) -> None:
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta, total = b_mean - self.mean, self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var, self.count = m2 / total, total
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        scaled = (obs - self.mean) / np.sqrt(self.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": torch.from_numpy(self.mean.copy()),
+                "var": torch.from_numpy(self.var.copy()), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = state["mean"].numpy().astype(np.float64)
+        self.var = state["var"].numpy().astype(np.float64)
+        self.count = float(state["count"])
+
+
+# ---------------------------------------------------------------------------- returns
+def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
+        gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized Advantage Estimation (Schulman et al. 2016, https://arxiv.org/abs/1506.02438).
+
+    Arrays are (T, N): T steps of N envs. ``dones[t]`` is 1 when the episode ended *at* step t,
+    so s_{t+1} (``values[t+1]``) already belongs to the next episode and must not be used::
+
+        δ_t = r_t + γ V(s_{t+1}) (1 − done_t) − V(s_t)
+        A_t = δ_t + γ λ (1 − done_t) A_{t+1}
+        R_t = A_t + V(s_t)                      (the critic's regression target)
+
+    λ = 1 gives Monte-Carlo-like returns bootstrapped at the rollout's end; λ = 0 gives TD(0).
+    Time-limit truncations are not terminal: their reward already holds + γ V(s_final)
+    (:func:`truncation_bootstrap`), so ``done`` only stops the bootstrap across the reset.
+    """
+    advantages = np.zeros_like(rewards)
+    next_adv = np.zeros_like(last_values)
+    next_value = last_values
+    for t in reversed(range(rewards.shape[0])):
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_value * nonterminal - values[t]
+        next_adv = delta + gamma * lam * nonterminal * next_adv
+        advantages[t] = next_adv
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+def truncated_final_obs(terminated: np.ndarray, truncated: np.ndarray,
+                        infos: dict[str, Any]) -> list[tuple[int, np.ndarray]]:
+    """(env index, true last observation) of sub-envs cut by a time limit on this step.
+
+    With SAME_STEP autoreset the returned observation is already the next episode's first one,
+    so the last one comes from ``info["final_obs"]``. A truncated episode did not end, so its
+    last reward is bootstrapped: r_t ← r_t + γ V(s_final) (Pardo et al. 2018).
+    """
+    cut = np.flatnonzero(truncated & ~terminated)
+    if cut.size == 0 or "final_obs" not in infos:
+        return []
+    return [(int(i), np.asarray(infos["final_obs"][i])) for i in cut]
+
+
+def log_episodes(ctx: RunContext, infos: dict[str, Any], step: int) -> list[float]:
+    """Log raw return and length of every episode that ended on this vector step."""
+    returns = []
+    for episode_return, length in completed_episodes(infos):
+        ctx.tracker.log({"train/episode_return": episode_return,
+                         "train/episode_length": length}, global_step=step)
+        returns.append(episode_return)
+    return returns
+
+
+# -------------------------------------------------------------------------- the agent shell
+class PolicyGradientAgent:
+    """Everything a policy-gradient agent needs besides its learning rule.
+
+    Subclasses set ``self.optimizer`` and implement ``fit()``; they call :meth:`start_envs`
+    before collecting, :meth:`obs_tensor` on raw observations and :meth:`after_update` after
+    each update (logging, evaluation, checkpoints, progress).
+
+    :param options: the agent's validated options (a :class:`PolicyConfig` subclass).
+    :param ctx: the run context.
+    """
+
+    def __init__(self, options: PolicyConfig, ctx: RunContext) -> None:
+        self.options, self.ctx, self.device = options, ctx, ctx.device
+        self.envs = ctx.make_vec_env()
+        self.num_envs = self.envs.num_envs
+        obs_space = self.envs.single_observation_space
+        action_space = self.envs.single_action_space
+        name = ctx.config.agent
+        if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+            self.envs.close()
+            raise ConfigError(f"agent {name!r} needs a Discrete or Box action space; "
+                              f"{ctx.config.env.id} has {action_space}",
+                              hint="use an env with Discrete or Box actions")
+        if not isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.Box)):
+            self.envs.close()
+            raise ConfigError(f"agent {name!r} needs Box or Discrete observations; "
+                              f"{ctx.config.env.id} has {obs_space}",
+                              hint="add the flatten_observation wrapper to env.wrappers")
+        self.obs_space, self.action_space = obs_space, action_space
+        self.one_hot = isinstance(obs_space, gym.spaces.Discrete)
+        obs_dim = int(obs_space.n) if self.one_hot else int(np.prod(obs_space.shape))
+        self.policy = ActorCritic(obs_dim, action_space, options.hidden_sizes, options.activation,
+                                  options.log_std_init).to(self.device)
+        self.obs_rms = (RunningMeanStd((obs_dim,), clip=options.obs_clip)
+                        if options.normalize_obs else None)
+        if not self.policy.discrete:
+            self.low, self.high = action_space.low, action_space.high
+        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.step = 0
+        self.updates = 0
+        self.obs: np.ndarray | None = None  # the current raw observation of every training env
+        self.optimizer: torch.optim.Optimizer
+        self._recent: list[float] = []
+        self._last_eval_step = -1
+        self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, time spent evaluating)
+
+    # --------------------------------------------------------------- observations, actions
+    def preprocess(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """Raw observations (N, ...) → float32 vectors (N, d), one-hot or normalised."""
+        if self.one_hot:
+            return np.eye(self.obs_space.n, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
+        flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        if self.obs_rms is None:
+            return flat
+        if update:
+            self.obs_rms.update(flat)
+        return self.obs_rms.normalize(flat)
+
+    def obs_tensor(self, obs: np.ndarray, update: bool = False) -> torch.Tensor:
+        return torch.as_tensor(self.preprocess(obs, update), device=self.device)
+
+    def env_action(self, actions: torch.Tensor) -> np.ndarray:
+        """Policy output → what the env accepts (Box actions clipped to their bounds)."""
+        actions = actions.cpu().numpy()
+        if self.policy.discrete:
+            return actions
+        clipped = np.clip(actions, self.low, self.high)
+        return clipped.reshape((len(actions), *self.action_space.shape))
+
+    def eval_policy(self, obs: np.ndarray) -> Any:
+        """Deterministic action for one observation, with frozen normalisation statistics."""
+        action = self.env_action(self.policy.greedy(self.obs_tensor(np.asarray(obs)[None])))[0]
+        return int(action) if self.policy.discrete else action
+
+    # ---------------------------------------------------------------------- the loop around
+    def start_envs(self) -> None:
+        """Reset the training envs on a fresh run (a resumed one continues mid-episode)."""
+        if self.obs is None:
+            self.obs, _ = self.envs.reset(seed=self.ctx.seed)
+        self._clock = (self.step, time.perf_counter(), 0.0)
+
+    def log_episodes(self, infos: dict[str, Any]) -> None:
+        returns = log_episodes(self.ctx, infos, self.step)
+        self._recent = (self._recent + returns)[-20:]
+
+    def after_update(self, last_step: int, metrics: dict[str, float]) -> None:
+        """Log ``metrics`` every ``train.log_every`` steps, evaluate, checkpoint, show progress."""
+        ctx, train = self.ctx, self.ctx.config.train
+        start_step, start_time, eval_time = self._clock
+        if self.step // train.log_every > last_step // train.log_every or self.updates == 1:
+            # SPS counts env steps per second of training: evaluation time is left out.
+            elapsed = max(time.perf_counter() - start_time - eval_time, 1e-9)
+            ctx.tracker.log({**metrics, "perf/sps": (self.step - start_step) / elapsed},
+                            global_step=self.step)
+        tic = time.perf_counter()
+        if self.evaluator.maybe_evaluate(self.eval_policy, self.step, last_step) is not None:
+            self._last_eval_step = self.step
+        total = int(train.total_steps)
+        if self.step >= total and self._last_eval_step != self.step:  # always end on an eval
+            self.evaluator.evaluate(self.eval_policy, self.step,
+                                    video=bool(train.video_every) and
+                                    self.evaluator.evaluations == 0)
+            self._last_eval_step = self.step
+        self._clock = (start_step, start_time, eval_time + time.perf_counter() - tic)
+        ctx.maybe_checkpoint(self, self.step, last_step)
+        shown = {"return": float(np.mean(self._recent))} if self._recent else {}
+        ctx.progress.update(self.step, **shown)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.evaluator.evaluate(self.eval_policy, self.step, video=True, save_best=False)
+
+    # -------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "updates": self.updates,
+            "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "obs_rms": self.obs_rms.state_dict() if self.obs_rms else None,
+            "obs": None if self.obs is None else torch.from_numpy(np.array(self.obs)),
+            "envs": snapshot_env(self.envs) if self.obs is not None else None,
+            "evaluator": self.evaluator.state_dict(), "last_eval_step": self._last_eval_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.updates = int(state["step"]), int(state["updates"])
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(state["obs_rms"])
+        if state["obs"] is not None:
+            self.obs = state["obs"].numpy().copy()
+            restore_env(self.envs, state["envs"])
+        self.evaluator.load_state_dict(state["evaluator"])
+        self._last_eval_step = int(state["last_eval_step"])
