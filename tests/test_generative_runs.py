@@ -82,3 +82,44 @@ def test_resumed_run_is_identical_to_an_uninterrupted_one(monkeypatch: pytest.Mo
     test_a = [r["summary"] for r in read_metrics(straight) if "summary" in r][-1]
     test_b = [r["summary"] for r in read_metrics(resumed) if "summary" in r][-1]
     assert test_a == test_b
+
+
+def _vae_component(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None):
+    """A digits VAE built by the runner's own functions (no W&B); with ``stop_after``, a
+    subclass asks the run to stop after that many batches, as Ctrl-C would."""
+    from forgelab.core.config import load_experiment
+    from forgelab.generative.autoencoders import VAE
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = load_experiment("digits-vae", ["train.epochs=2", "model.nll_samples=5",
+                                            "model.batch_size=100", "output_dir=runs"])
+    run = runner.prepare(config)
+    run_dir, run_id = runner.create_run_dir(config)
+    ctx = runner.build_context(run, run_dir, run_id, "train", False, {}, show_progress=False)
+
+    class StopsMidEpoch(VAE):
+        def train_step(self, x, y):
+            losses = super().train_step(x, y)
+            if self.batches_seen + 1 == stop_after:
+                self.ctx.request_stop()
+            return losses
+
+    return (StopsMidEpoch if stop_after else VAE)(run.options, ctx)
+
+
+def test_stop_inside_an_epoch_resumes_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgelab.core.checkpoints import capture_rng, restore_rng, to_safe
+
+    straight = _vae_component(monkeypatch)
+    straight.fit()
+    stopped = _vae_component(monkeypatch, stop_after=17)  # 12 batches per epoch: in epoch 2
+    stopped.fit()
+    assert stopped.step == 1 and stopped.batches_seen == 17 and stopped._order is not None
+    state, rng = to_safe(stopped.state_dict()), capture_rng()
+    resumed = _vae_component(monkeypatch)
+    resumed.load_state_dict(state)
+    restore_rng(rng)
+    resumed.fit()
+    assert resumed.step == straight.step == 2
+    for key, tensor in straight.networks["vae"].state_dict().items():
+        assert torch.equal(tensor, resumed.networks["vae"].state_dict()[key]), key
