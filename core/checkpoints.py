@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from forgelab.core.component import FileCheckpointing
 from forgelab.core.errors import ForgelabError
 

@@ -146,6 +146,9 @@ def _env_rows(host, details: bool) -> list[dict[str, Any]]:
         rows.append({"name": env_id, "kind": "env", "description": "", "plugin": "gymnasium",
                      "distribution": "gymnasium", "entry_point": str(spec.entry_point)})
     if details:
+        import warnings
+
+        warnings.simplefilter("ignore")  # gymnasium warns about every out-of-date version
         for row in rows:
             try:
                 env = gymnasium.make(row["name"])

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # keep `import forgelab.core` free of torch and gymnasium
     import gymnasium as gym
     import torch
+
     from forgelab.core.checkpoints import CheckpointManager
     from forgelab.core.config import ExperimentConfig
     from forgelab.core.progress import Progress

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from forgelab.core.errors import ConfigError, closest, unknown_name_message
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from forgelab.core.errors import ConfigError, closest, unknown_name_message
 
 EXPERIMENTS_ENV = "FORGELAB_EXPERIMENTS"
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

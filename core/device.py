@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+
 from forgelab.core.errors import ConfigError
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import gymnasium as gym
+
     from forgelab.core.component import Component, RunContext
 
 Policy = Callable[[np.ndarray], Any]  # one observation -> one action

@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Literal
 
 import pluggy
+
 from forgelab.core import hookspecs
 from forgelab.core.errors import PluginError, closest
 from forgelab.core.registry import (

@@ -20,11 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from forgelab.core.config import ExperimentConfig, dump_yaml, read_yaml, validate_experiment
 from forgelab.core.config import validate_options as _validate_options
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.core.pluginhost import PluginHost, get_host
-from pydantic import BaseModel
 
 VERSIONED_PACKAGES = ("forgelab", "torch", "gymnasium", "stable-baselines3", "numpy", "wandb",
                       "pluggy", "pydantic")
@@ -84,9 +85,9 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
         _validate_options(dataset.load_config(), config.dataset_options, "dataset", dataset.name)
     else:
         host.apply_env_registrations()
-        from forgelab.core.environments import check_env_id
+        from forgelab.core.environments import check_env_spec
 
-        check_env_id(config.env.id)
+        check_env_spec(config.env)
     from forgelab.core.device import resolve_device
 
     resolve_device(config.device)  # an absent device fails now, not after the run dir exists
