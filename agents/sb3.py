@@ -50,13 +50,6 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
-from forgelab.core.component import RunContext
-from forgelab.core.config import EnvSpec
-from forgelab.core.environments import make_env
-from forgelab.core.errors import ConfigError, ForgelabError
-from forgelab.core.evaluation import PeriodicEvaluator
-from forgelab.core.tracking import Tracker
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -66,6 +59,14 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
+from forgelab.core.component import RunContext
+from forgelab.core.config import EnvSpec
+from forgelab.core.environments import make_env
+from forgelab.core.errors import ConfigError, ForgelabError
+from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.core.tracking import Tracker
 
 MODEL_FILE = "model.zip"
 BUFFER_FILE = "replay_buffer.npz"

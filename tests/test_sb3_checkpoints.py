@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from conftest import forgelab_cli, read_metrics, run_experiment, wandb_of_type, wandb_records
+from stable_baselines3.common.save_util import load_from_zip_file
+
 from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
-from stable_baselines3.common.save_util import load_from_zip_file
 
 # Small and quick: two envs, short rollouts, few evaluation episodes.
 PPO_SHORT = ("train.eval_episodes=2", "train.video_every=null", "env.num_envs=2",
              "agent.n_steps=64", "agent.batch_size=64", "agent.n_epochs=2")
 DQN_SHORT = ("train.total_steps=600", "train.eval_every=600", "train.eval_episodes=2",
+             "train.log_every=200",
              "train.video_every=null", "train.checkpoint_every=null", "agent.learning_starts=200",
              "agent.train_freq=100", "agent.gradient_steps=10", "agent.buffer_size=5000",
              "agent.policy_kwargs={net_arch: [32]}")
@@ -98,6 +100,9 @@ def test_off_policy_resume_restores_the_replay_buffer_without_pickle() -> None:
     # training updates after each 100-step collection once past learning_starts=200:
     # at 300, 400, 500 and 600 -> 4 x 10 gradient steps
     assert counters["_n_updates"] == 40
+
+    keys = {key for row in read_metrics(run_dir) for key in row}
+    assert {"train/td_loss", "train/epsilon"} <= keys and "train/loss" not in keys
 
     runner.resume(run_dir, ["train.total_steps=1000"], show_progress=False)
     state, checkpoint = _latest(run_dir)

@@ -6,13 +6,15 @@ import inspect
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import forgelab_cli, read_metrics, run_experiment
+from pydantic import ValidationError
+
 from forgelab.agents.sb3_options import OPTIONS, PPOOptions, SACOptions
 from forgelab.core.errors import ConfigError
-from pydantic import ValidationError
 
 
 def _no_run_trained(tmp_path: Path) -> None:
@@ -120,20 +122,34 @@ def test_listing_agents_imports_neither_sb3_nor_torch_for_it() -> None:
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
-def test_sb3_writes_nothing_to_tmpdir(tmp_path: Path) -> None:
+SMOKE = {  # agent -> (experiment overrides, metrics it must log under forgelab's names)
+    "sb3-a2c": (["env=CartPole-v1", "agent.n_steps=8", "train.log_every=16"],
+                {"train/policy_loss", "train/value_loss", "train/entropy"}),
+    "sb3-sac": (["env=Pendulum-v1", "agent.learning_starts=50", "agent.batch_size=16"],
+                {"train/actor_loss", "train/critic_loss", "train/ent_coef"}),
+    "sb3-td3": (["env=Pendulum-v1", "agent.learning_starts=50", "agent.batch_size=16",
+                 "agent.action_noise=normal"], {"train/actor_loss", "train/critic_loss"}),
+    "sb3-ddpg": (["env=Pendulum-v1", "agent.learning_starts=50", "agent.batch_size=16",
+                  "agent.action_noise=ornstein-uhlenbeck"], {"train/actor_loss",
+                                                             "train/critic_loss"}),
+}
+
+
+@pytest.mark.parametrize("agent", sorted(SMOKE))
+def test_every_agent_runs_and_sb3_writes_nothing_to_tmpdir(
+        agent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without forgelab's logger SB3 would create $TMPDIR/SB3-<date>/ on every run."""
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    result = forgelab_cli("run", "pendulum-sb3-sac", "train.total_steps=150",
-                          "train.eval_every=150", "train.eval_episodes=1", "train.log_every=50",
-                          "env.max_episode_steps=50",
-                          "agent.learning_starts=50", "agent.batch_size=16",
-                          "agent.policy_kwargs={net_arch: [16]}", "--no-progress",
-                          env={"TMPDIR": str(tmpdir)})
-    assert result.returncode == 0, result.stderr
-    assert not list(tmpdir.glob("SB3-*")) and not list(tmp_path.glob("SB3-*"))
-    run_dir = next(tmp_path.glob("runs/pendulum-sb3-sac/*"))
-    keys = {key for row in read_metrics(run_dir) for key in row}
-    assert {"train/actor_loss", "train/critic_loss", "train/ent_coef", "perf/sps",
-            "train/episode_return", "eval/return_mean"} <= keys
-    assert not any(key.startswith("time/") for key in keys)
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR (tmp_path, see conftest)
+    assert Path(tempfile.gettempdir()) == tmp_path
+    overrides, expected = SMOKE[agent]
+    data = {"agent": agent, "env": {"id": "CartPole-v1"}, "seed": 0, "device": "cpu",
+            "train": {"total_steps": 150, "eval_every": 150, "eval_episodes": 1,
+                      "log_every": 50},
+            "agent_options": {"policy_kwargs": {"net_arch": [16]}}}
+    run_dir = run_experiment(data, *overrides, "env.max_episode_steps=50")
+    assert not list(tmp_path.glob("SB3-*"))
+    rows = read_metrics(run_dir)
+    keys = {key for row in rows for key in row}
+    assert expected | {"perf/sps", "train/episode_return", "eval/return_mean"} <= keys
+    assert not any(key.startswith(("time/", "rollout/ep_")) for key in keys)
+    assert max(row.get("global_step", 0) for row in rows) >= 150
