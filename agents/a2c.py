@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
@@ -32,7 +34,6 @@ from forgelab.agents.common import (
     truncated_final_obs,
 )
 from forgelab.core.component import RunContext
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 class A2CConfig(PolicyConfig):

@@ -16,13 +16,14 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from torch import nn
+
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.environments import completed_episodes
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
-from torch import nn
 
 LOG_2PI = math.log(2.0 * math.pi)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}

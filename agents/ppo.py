@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
@@ -36,7 +38,6 @@ from forgelab.agents.common import (
 )
 from forgelab.core.component import RunContext
 from forgelab.core.errors import ConfigError
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 class PPOConfig(PolicyConfig):

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
 from forgelab.agents.common import PolicyConfig, PolicyGradientAgent, adam, truncated_final_obs
 from forgelab.core.component import RunContext
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 class ReinforceConfig(PolicyConfig):
