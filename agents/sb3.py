@@ -171,6 +171,23 @@ def check_action_space(agent: str, options: SB3Options, env_id: str, space: gym.
     )
 
 
+def check_policy(agent: str, options: SB3Options, env_id: str, space: gym.Space) -> None:
+    """``MultiInputPolicy`` is for ``Dict`` observations and only it is (SB3 fails obscurely)."""
+    is_dict = isinstance(space, gym.spaces.Dict)
+    if is_dict != (options.policy == "MultiInputPolicy"):
+        raise ConfigError(
+            f"agent {agent!r}: policy {options.policy} does not fit {env_id}'s observation "
+            f"space {space}",
+            hint=("use policy: MultiInputPolicy for Dict observations" if is_dict else
+                  "MultiInputPolicy is for Dict observations; use MlpPolicy (or CnnPolicy "
+                  "for images)"))
+
+
+def _first_lines(message: str, n: int = 2) -> str:
+    """SB3's own messages can run to many lines of links; the first ones say what is wrong."""
+    return "\n".join(str(message).strip().splitlines()[:n])
+
+
 # ------------------------------------------------------------------- SB3 arguments
 class LinearSchedule:
     """RL Zoo's ``lin_<start>``: ``value(p) = start * p``, where SB3's ``p`` is the fraction of
@@ -265,9 +282,10 @@ class SB3Agent:
         self.options = options
         spec = ctx.config.env
         probe = make_env(spec)  # raises ConfigError for a bad env section, in this process
-        action_space = probe.action_space
+        action_space, observation_space = probe.action_space, probe.observation_space
         probe.close()
         check_action_space(ctx.config.agent, options, spec.id, action_space)
+        check_policy(ctx.config.agent, options, spec.id, observation_space)
         self.envs = make_sb3_vec_env(spec)
         try:
             self.model = self.algorithm_class(
@@ -278,7 +296,7 @@ class SB3Agent:
             # policy_kwargs names, n_steps * n_envs > 1, ...) with asserts and ValueErrors.
             self.envs.close()
             raise ConfigError(f"agent_options: {options.algorithm} rejects these options for "
-                              f"{spec.id}: {exc}",
+                              f"{spec.id}: {_first_lines(exc)}",
                               hint=f"`forgelab list agents` shows {ctx.config.agent}'s options"
                               ) from None
         self.model.set_logger(Logger(folder=None, output_formats=[
