@@ -81,8 +81,14 @@ def test_sigterm_checkpoints_an_sb3_run_and_resume_continues_it(tmp_path: Path) 
     # one W&B run id across both segments
     wandb_dirs = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(wandb_dirs) == 2
-    ids = {wandb_of_type(wandb_records(d), "run")[0]["run_id"] for d in wandb_dirs}
-    assert ids == {info["run_id"]}
+    records = [wandb_records(d) for d in wandb_dirs]
+    assert {wandb_of_type(r, "run")[0]["run_id"] for r in records} == {info["run_id"]}
+    # each segment's checkpoints are W&B artifacts holding SB3's model.zip
+    for segment in records:
+        artifacts = wandb_of_type(segment, "artifact")
+        assert artifacts and all(a["type"] == "model" for a in artifacts)
+        assert all({"model.zip", "state.pt"} <= {f["path"] for f in a["manifest"]["contents"]}
+                   for a in artifacts)
 
 
 def test_off_policy_resume_restores_the_replay_buffer_without_pickle() -> None:
