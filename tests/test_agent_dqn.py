@@ -1,0 +1,157 @@
+"""The native DQN agent: it learns CartPole, rejects bad configs before training, resumes
+exactly, runs its Double/dueling/Polyak/MSE options; and the env-state snapshot it relies on."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import forgelab_cli, read_metrics, run_experiment
+
+from forgelab.core import runner
+from forgelab.core.checkpoints import CheckpointManager
+
+
+def dqn_config(**options) -> dict:
+    """A small, fast DQN experiment on CartPole (tests override what they need)."""
+    return {
+        "name": "dqn-test", "agent": "dqn",
+        "agent_options": {"learning_rate": 1e-3, "batch_size": 32, "buffer_size": 5000,
+                          "learning_starts": 100, "train_freq": 4, "gradient_steps": 1,
+                          "target_update_interval": 100, "net_arch": [32, 32], **options},
+        "env": {"id": "CartPole-v1", "num_envs": 1}, "seed": 3, "device": "cpu",
+        "train": {"total_steps": 1000, "log_every": 200},
+        "tracking": {"mode": "offline"},
+    }
+
+
+def final_state(run_dir: Path) -> dict:
+    state, _ = CheckpointManager(Path(run_dir) / "checkpoints").load("latest")
+    return state["component"]
+
+
+# --------------------------------------------------------------------------------- learning
+def test_dqn_learns_cartpole() -> None:
+    """RL Zoo's CartPole settings with a shorter budget reach a deterministic mean of 475."""
+    run_dir = run_experiment("cartpole-dqn", "seed=0", "device=cpu", "train.total_steps=20000",
+                             "train.eval_every=1000", "train.video_every=null",
+                             "train.checkpoint_every=null", "tracking.mode=offline")
+    rows = read_metrics(run_dir)
+    means = [row["eval/return_mean"] for row in rows if "eval/return_mean" in row]
+    assert len(means) == 20
+    assert max(means) >= 475, means
+    logged = {key for row in rows for key in row}
+    assert {"train/episode_return", "train/episode_length", "train/td_loss", "train/q_mean",
+            "train/epsilon", "perf/sps"} <= logged
+    assert (run_dir / "checkpoints" / "best").is_file()
+
+
+# ---------------------------------------------------------------------------- config errors
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["env=Pendulum-v1"], ["Discrete action space", "Pendulum-v1", "ppo"]),
+    (["agent.learning_rate=-0.001"], ["learning_rate", "greater than 0"]),
+    (["agent.batch_size=512", "agent.buffer_size=100"], ["batch_size (512)", "buffer_size (100)"]),
+])
+def test_config_errors_are_readable(overrides: list[str], expected: list[str]) -> None:
+    result = forgelab_cli("run", "--no-progress", "cartpole-dqn", "train.total_steps=100",
+                          *overrides)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    assert not list(Path("runs").glob("*/*/checkpoints/latest"))  # nothing trained
+
+
+# ------------------------------------------------------------------------------------ resume
+def test_interrupted_and_resumed_run_ends_with_identical_parameters() -> None:
+    """Stop at N/2, resume to N: the networks, the optimizer and the step counters equal
+    those of an uninterrupted N-step run. Two envs, so the vector env's state is restored too;
+    a constant ε, since an ε schedule over ``train.total_steps`` would differ by construction."""
+    config = dqn_config(save_replay_buffer=True, exploration_initial_eps=0.2,
+                        exploration_final_eps=0.2, tau=0.5, target_update_interval=40)
+    config["env"]["num_envs"] = 2
+    config["train"].update(eval_every=500)
+    straight = run_experiment(config, "train.total_steps=1200")
+    interrupted = run_experiment(config, "train.total_steps=600")
+    assert final_state(interrupted)["step"] == 600
+    resumed = runner.resume(interrupted, ["train.total_steps=1200"], show_progress=False)
+
+    a, b = final_state(straight), final_state(resumed)
+    assert a["step"] == b["step"] == 1200
+    assert a["n_updates"] == b["n_updates"] > 200
+    for net in ("q_net", "target_net"):
+        assert a[net].keys() == b[net].keys()
+        for name in a[net]:
+            assert torch.equal(a[net][name], b[net][name]), f"{net}.{name} differs"
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):
+        assert torch.equal(pa["exp_avg"], pb["exp_avg"])
+    assert torch.equal(a["obs"], b["obs"])
+    # the resumed run kept logging into the same metrics file, past the interruption
+    steps = [row["global_step"] for row in read_metrics(resumed) if "train/td_loss" in row]
+    assert max(steps) == 1200 and 600 in steps
+
+
+def test_resume_without_replay_buffer_refills_it_and_finishes() -> None:
+    """Without ``save_replay_buffer`` the checkpoint is small and learning restarts from an
+    empty buffer (so parameters cannot match an uninterrupted run exactly)."""
+    config = dqn_config()
+    interrupted = run_experiment(config, "train.total_steps=400")
+    state = final_state(interrupted)
+    assert "buffer" not in state and state["step"] == 400
+    resumed = runner.resume(interrupted, ["train.total_steps=800"], show_progress=False)
+    after = final_state(resumed)
+    assert after["step"] == 800 and after["n_updates"] > state["n_updates"]
+    assert all(torch.isfinite(p).all() for p in after["q_net"].values())
+
+
+# ----------------------------------------------------------------------------------- options
+def test_double_dueling_polyak_mse_options_run() -> None:
+    config = dqn_config(double_q=True, dueling=True, tau=0.05, target_update_interval=1,
+                        loss="mse", max_grad_norm=None, activation="tanh", gradient_steps=-1)
+    config["env"]["num_envs"] = 3
+    config["train"].update(total_steps=450, eval_every=300, eval_episodes=2, video_every=450,
+                           log_every=150)
+    run_dir = run_experiment(config)
+    rows = read_metrics(run_dir)
+    losses = [row["train/td_loss"] for row in rows if "train/td_loss" in row]
+    assert losses and all(np.isfinite(losses))
+    assert any("rollout/video" in row for row in rows)
+    state = final_state(run_dir)
+    assert "q_net" in state and any(k.startswith("value.") for k in state["q_net"])
+    # gradient_steps=-1: one gradient step per env step collected after learning_starts
+    assert state["n_updates"] == pytest.approx(450 - 100, abs=12)
+
+
+# ------------------------------------------------------------------------------- env state
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_env_snapshot_restores_the_exact_trajectory(vectorization: str) -> None:
+    """snapshot_env / restore_env: a fresh env continues exactly as the original, mid-episode,
+    through a weights_only checkpoint round trip (normalisation wrappers included)."""
+    from forgelab.agents.envstate import restore_env, snapshot_env
+    from forgelab.core.config import EnvSpec
+    from forgelab.core.environments import make_vec_env
+
+    spec = EnvSpec(id="CartPole-v1", num_envs=2, vectorization=vectorization,
+                   wrappers=["normalize_observation", "normalize_reward"])
+    original, copy = make_vec_env(spec), make_vec_env(spec)
+    try:
+        original.reset(seed=7)
+        original.action_space.seed(1)
+        for _ in range(150):
+            original.step(original.action_space.sample())
+        buffer = io.BytesIO()
+        torch.save(snapshot_env(original), buffer)
+        buffer.seek(0)
+        restore_env(copy, torch.load(buffer, weights_only=True))
+        for _ in range(200):  # crosses several episode ends (autoreset)
+            expected = original.step(original.action_space.sample())
+            got = copy.step(copy.action_space.sample())
+            for x, y in zip(expected[:4], got[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+    finally:
+        original.close()
+        copy.close()
