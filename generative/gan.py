@@ -46,13 +46,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
 from forgelab.core.component import RunContext
 from forgelab.core.errors import ConfigError
 from forgelab.generative.autoencoders import conv_levels
 from forgelab.generative.base import GenerativeConfig, GenerativeModel
+from forgelab.generative.images import scatter_image
 from forgelab.generative.toy import METRIC_SAMPLES, coverage_of
-from pydantic import Field, model_validator
-from torch import nn
 
 
 # ------------------------------------------------------------------------------ networks
@@ -166,10 +168,14 @@ class GANConfig(GenerativeConfig):
     :param latent_dim: dimension of the noise ``z ~ N(0, I)``.
     :param hidden: width of the hidden layers of both networks.
     :param layers: hidden layers of each MLP.
-    :param learning_rate: Adam step size of both networks.
+    :param learning_rate: Adam step size of the generator.
+    :param d_learning_rate: Adam step size of the discriminator (None: ``learning_rate``); a
+        faster discriminator is the two time-scale update rule (TTUR, Heusel et al. 2017).
     :param beta1: Adam's first-moment decay (0.5 is the usual GAN setting, Radford et al.).
     :param beta2: Adam's second-moment decay.
     :param pack: samples the discriminator judges at once (PacGAN; 1 = plain GAN).
+    :param lr_decay: decay both learning rates linearly to 0 over ``train.epochs`` (late, small
+        steps let the generator settle on sharp modes instead of oscillating between them).
     """
 
     batch_size: int = Field(256, gt=0, description="samples per update")
@@ -178,10 +184,14 @@ class GANConfig(GenerativeConfig):
     latent_dim: int = Field(8, gt=0, description="dimension of the noise z")
     hidden: int = Field(128, gt=0, description="width of the hidden layers")
     layers: int = Field(3, ge=1, description="hidden layers of each MLP")
-    learning_rate: float = Field(2e-4, gt=0, description="Adam step size of both networks")
+    learning_rate: float = Field(2e-4, gt=0, description="Adam step size of the generator")
+    d_learning_rate: float | None = Field(None, gt=0, description="Adam step size of the "
+                                          "discriminator (None: learning_rate)")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
     pack: int = Field(1, ge=1, description="samples per discriminator decision (PacGAN)")
+    lr_decay: bool = Field(False, description="decay the learning rates linearly to 0 over "
+                           "train.epochs")
 
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> GANConfig:
@@ -199,8 +209,10 @@ class GAN(GenerativeModel):
     Logged: ``train/d_loss``, ``train/g_loss`` per step; per evaluation a fixed-noise sample
     grid (images) or a scatter plot of samples over the data (points), and on the 2-D mixtures
     ``eval/modes_captured`` and ``eval/high_quality_fraction`` (2,500 samples; the ``best``
-    checkpoint has the most modes, then the most high-quality samples). On digits the ``best``
-    checkpoint has the lowest forgelab digits Frechet distance.
+    checkpoint has the lowest ``mode_loss`` = modes missed + fraction of low-quality samples,
+    i.e. the most modes, then the most high-quality samples). On digits, forgelab's digits
+    score (class coverage, Frechet distance in a classifier's feature space) at each
+    evaluation and at the end.
 
     :param options: :class:`GANConfig`.
     :param ctx: the run context.
@@ -217,7 +229,9 @@ class GAN(GenerativeModel):
                               hint="use arch=mlp")
         self.has_modes = "centres" in data.metadata
         if not self.has_modes:
-            self.best_metric = "forgelab_digits_fd" if data.name == "digits" else None
+            # images and moons: no held-out score to select on (forgelab's digits score compares
+            # with the test split), so `forgelab eval` and `sample` use the latest checkpoint
+            self.best_metric = None
         # points: standardise with the training set's mean and one overall scale
         x = data.train.x.double()
         self.shift = x.mean(0).float() if not images else torch.zeros(())
@@ -232,8 +246,11 @@ class GAN(GenerativeModel):
             "discriminator",
             Discriminator(data.sample_shape, options.arch, options.hidden, options.layers,
                           num_classes=classes, pack=options.pack),
-            lr=options.learning_rate, betas=(options.beta1, options.beta2))
+            lr=options.d_learning_rate or options.learning_rate,
+            betas=(options.beta1, options.beta2))
         self._last_g_loss = torch.tensor(float("nan"))
+        self.base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
+        self.batches_per_epoch = len(self.train_x) // min(options.batch_size, len(self.train_x))
 
     # --- conditioning (the CGAN overrides these two)
     def label_classes(self) -> int:
@@ -269,7 +286,18 @@ class GAN(GenerativeModel):
         """Whether this batch also updates the generator (always, for the GAN)."""
         return True
 
+    def decay_learning_rates(self) -> None:
+        """``lr_t = lr * (1 - t / T)``, ``t`` batches seen, ``T`` batches in ``train.epochs``
+        (a function of the step counter alone, so resuming continues the same schedule)."""
+        total = max(1, int(self.ctx.train.epochs) * self.batches_per_epoch)
+        factor = max(0.0, 1.0 - self.batches_seen / total)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if self.options.lr_decay:
+            self.decay_learning_rates()
         real, y = self.to_model_space(x), self.labels(y)
         fake = self.generator_net(self.noise(len(real)), y)
         d_terms = self.discriminator_loss(real, fake.detach(), y)
@@ -319,6 +347,16 @@ class GAN(GenerativeModel):
             metrics.update(digits_score(samples, labels))
         return metrics
 
+    def log_media(self, epoch: int) -> None:
+        if self.data.kind == "image":
+            super().log_media(epoch)  # the fixed-noise sample grid
+            return
+        # points: the 2,500 samples of the metrics (grey: data, blue: samples)
+        samples = self.sample(METRIC_SAMPLES, self.fixed_generator())
+        self.ctx.tracker.log_image("samples/scatter",
+                                   scatter_image(samples, self.data.train.x[:METRIC_SAMPLES]),
+                                   caption="grey: data, blue: 2,500 samples", epoch=epoch)
+
     def validate_and_log(self) -> dict[str, float]:
         metrics = super().validate_and_log()
         if self.has_modes:  # the names of the VEEGAN / PacGAN metrics on the dashboard
@@ -342,7 +380,7 @@ class WGANGPConfig(GANConfig):
     :param gp_weight: the gradient penalty weight ``lambda``.
     """
 
-    learning_rate: float = Field(1e-4, gt=0, description="Adam step size of both networks")
+    learning_rate: float = Field(1e-4, gt=0, description="Adam step size of the generator")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 (the paper: 0)")
     beta2: float = Field(0.9, ge=0, lt=1, description="Adam beta2")
     n_critic: int = Field(5, ge=1, description="critic steps per generator step")

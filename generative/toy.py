@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from forgelab.generative.datasets import Split, Splits
 from pydantic import BaseModel, ConfigDict, Field
+
+from forgelab.generative.datasets import Split, Splits
 
 #: samples drawn from a generator to compute the metrics (VEEGAN, PacGAN)
 METRIC_SAMPLES = 2500

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from forgelab.generative.toy import (
     METRIC_SAMPLES,
     Grid25Config,
