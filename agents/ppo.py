@@ -92,7 +92,7 @@ class PPO(PolicyGradientAgent):
         rollout = options.n_steps * ctx.config.env.num_envs
         if rollout % options.batch_size:
             raise ConfigError(
-                f"agent_options.batch_size: {options.batch_size} does not divide the rollout "
+                f"agent.batch_size: {options.batch_size} does not divide the rollout "
                 f"n_steps * env.num_envs = {options.n_steps} * {ctx.config.env.num_envs} = "
                 f"{rollout}", hint="pick a batch_size that divides it, e.g. "
                 f"{_divisor_near(rollout, options.batch_size)}")
