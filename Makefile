@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU-only machines get the CPU build of torch; a machine with an NVIDIA driver gets the CUDA one.
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),constraints/gpu.txt,constraints/cpu.txt)
-MAIN_EXPERIMENT ?= cartpole-random
+MAIN_EXPERIMENT ?= cartpole-ppo
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
