@@ -303,13 +303,13 @@ class VAE(GenerativeModel):
         return self.options.beta * ramp
 
     # --- training
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None
+                   ) -> dict[str, torch.Tensor | float]:
         log_px_z, kl = self.elbo_terms(x, y)
         beta = self.kl_weight()
         loss = (-log_px_z + beta * kl).mean()
         self.optimize("vae", loss)
-        return {"loss": loss, "recon": -log_px_z.mean(), "kl": kl.mean(),
-                "kl_weight": torch.tensor(beta)}
+        return {"loss": loss, "recon": -log_px_z.mean(), "kl": kl.mean(), "kl_weight": beta}
 
     def validate(self, split: str) -> dict[str, float]:
         recon = kl = 0.0

@@ -14,11 +14,12 @@ A model subclasses :class:`GenerativeModel` and writes only what is its own:
   (call ``super()`` to keep the sample grid / scatter plot).
 
 The loop gives them: the dataset on ``ctx.device`` (dynamically binarised train batches when the
-dataset asks for it), shuffling from a seeded ``torch.Generator``, gradient clipping, per-batch
-``train/...`` rows against ``step`` (each the mean over ``log_every`` batches), ``val/...`` and
-``samples/...`` against ``epoch``, the ``best`` and ``latest`` checkpoints (W&B artifacts),
-periodic checkpoints, a stop between two batches on Ctrl-C with *exact* resume (the shuffled
-order and position inside the epoch are part of the checkpoint), the test metrics at the end
+dataset asks for it), shuffling from a seeded ``torch.Generator``, gradient clipping,
+``train/...`` rows against ``step`` (each the mean over ``log_every`` batches), ``val/...``,
+``perf/...`` and ``samples/...`` against ``epoch`` at each evaluation, the ``best`` and
+``latest`` checkpoints (W&B artifacts), periodic checkpoints, a stop between two batches on
+Ctrl-C with *exact* resume (the shuffled order and position inside the epoch are part of the
+checkpoint), the test metrics at the end
 (``test/...``, also written to the run summary), ``evaluate()`` for ``forgelab eval`` and
 ``sample_to_file()`` for ``forgelab sample``.
 
@@ -59,7 +60,7 @@ class GenerativeConfig(BaseModel):
     batch_size: int = Field(64, gt=0, description="samples per update")
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm per "
                                     "network (None: no clipping)")
-    log_every: int = Field(10, gt=0, description="batches per train/ row (mean over them)")
+    log_every: int = Field(20, gt=0, description="batches per train/ row (mean over them)")
     media_samples: int = Field(64, gt=0, description="samples in the logged grid / scatter")
 
 
@@ -92,8 +93,9 @@ class GenerativeModel:
         self.generator = torch.Generator().manual_seed(ctx.seed)  # the shuffling order
         self._order: torch.Tensor | None = None  # this epoch's permutation, while in an epoch
         self._position = 0  # samples of ``_order`` already used
-        self._sums: dict[str, torch.Tensor] = {}
+        self._sums: dict[str, Any] = {}  # train/ losses since the last train/ row
         self._count = 0
+        self._timing = [0.0, 0.0, 0]  # wall s, CPU s, epochs since the last perf/ row
         # Small datasets live on the device whole: indexing a tensor beats a DataLoader.
         self.train_x = self.data.train.x.to(self.device)
         self.train_y = self.data.train.y.to(self.device) if self.data.train.y is not None else None
@@ -118,8 +120,9 @@ class GenerativeModel:
             nn.utils.clip_grad_norm_(self.networks[name].parameters(), self.options.grad_clip)
         optimizer.step()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """One update on a batch; returns the losses to log (detached tensors or floats)."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None
+                   ) -> dict[str, torch.Tensor | float]:
+        """One update on a batch; returns the losses to log (tensors or floats)."""
         raise NotImplementedError
 
     def validate(self, split: str) -> dict[str, float]:
@@ -197,20 +200,20 @@ class GenerativeModel:
         eval_every = ctx.train.eval_every or 1
         while self.step < epochs and not ctx.stop_requested:
             started, cpu_started = time.perf_counter(), time.process_time()
-            if not self.train_epoch():
-                return  # stopped inside an epoch: the runner checkpoints the position
+            finished = self.train_epoch()
+            # CPU time too: on a shared machine it varies less than wall time
+            self._timing[0] += time.perf_counter() - started
+            self._timing[1] += time.process_time() - cpu_started
+            if not finished:
+                break  # stopped inside an epoch: the runner checkpoints the position
             last, self.step = self.step, self.step + 1
-            seconds = time.perf_counter() - started
-            # CPU time of this process too: on a shared machine it varies less than wall time
-            ctx.tracker.log({"perf/epoch_seconds": seconds,
-                             "perf/epoch_cpu_seconds": time.process_time() - cpu_started,
-                             "perf/samples_per_second": len(self.train_x) / seconds},
-                            step=self.batches_seen, epoch=self.step)
+            self._timing[2] += 1
             shown = {}
             if self.step % eval_every == 0 or self.step == epochs:
                 shown = self.validate_and_log()
             ctx.maybe_checkpoint(self, self.step, last)
             ctx.progress.update(self.step, **shown)
+        self._flush_train_row()
         if self.step >= epochs and self.tested_at != self.step and not ctx.stop_requested:
             self.evaluate()
             self.tested_at = self.step
@@ -237,14 +240,15 @@ class GenerativeModel:
             self._position += batch_size
             self.batches_seen += 1
             self._accumulate(losses)
-        self._flush_train_row()
         self._order = None
         return True
 
-    def _accumulate(self, losses: dict[str, Any]) -> None:
+    def _accumulate(self, losses: dict[str, torch.Tensor | float]) -> None:
+        # summed as tensors, read once per row: no device sync (``.item()``) on every batch
         for key, value in losses.items():
-            value = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
-            self._sums[key] = self._sums.get(key, 0) + value
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+            self._sums[key] = self._sums.get(key, 0.0) + value
         self._count += 1
         if self._count >= self.options.log_every:
             self._flush_train_row()
@@ -257,11 +261,22 @@ class GenerativeModel:
         self._sums, self._count = {}, 0
 
     def validate_and_log(self) -> dict[str, float]:
-        """Validation metrics and media at the current epoch; keeps the ``best`` checkpoint."""
+        """Validation metrics and media at the current epoch; keeps the ``best`` checkpoint.
+
+        The ``perf/`` timings of the epochs since the last evaluation go in the same row: each
+        W&B call costs a few milliseconds, a noticeable share of a small model's epoch.
+        """
         with self.evaluating():
             metrics = self.validate("val")
             self.log_media(self.step)
-        self.ctx.tracker.log({f"val/{k}": v for k, v in metrics.items()}, epoch=self.step)
+        row = {f"val/{k}": v for k, v in metrics.items()}
+        wall, cpu, epochs = self._timing
+        if epochs:
+            row.update({"perf/epoch_seconds": wall / epochs,
+                        "perf/epoch_cpu_seconds": cpu / epochs,
+                        "perf/samples_per_second": epochs * len(self.train_x) / wall})
+            self._timing = [0.0, 0.0, 0]
+        self.ctx.tracker.log(row, epoch=self.step, step=self.batches_seen)
         if self.best_metric is not None and metrics[self.best_metric] < self.best_value:
             self.best_value = float(metrics[self.best_metric])
             self.ctx.checkpoints.save(self, self.step, best=True,
