@@ -204,13 +204,14 @@ class _NoCheckpoints:
 # ----------------------------------------------------------------------------------- SB3
 def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Result:
     """Train SB3's DQN / PPO with the same hyperparameters and the same evaluation."""
-    from forgelab.core.config import EnvSpec
-    from forgelab.core.environments import make_env
-    from forgelab.core.evaluation import run_episodes
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import Logger
+
+    from forgelab.core.config import EnvSpec
+    from forgelab.core.environments import make_env
+    from forgelab.core.evaluation import run_episodes
 
     zoo = ZOO[algo]
     total = min(zoo["total_steps"], args.max_steps or zoo["total_steps"])

@@ -50,13 +50,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from torch import nn
+
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.environments import completed_episodes, final_observations
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
-from torch import nn
 
 
 # ---------------------------------------------------------------------------- options

@@ -38,6 +38,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
 from forgelab.core.checkpoints import to_safe
 
 FORMAT = 1
