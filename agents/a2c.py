@@ -84,7 +84,7 @@ class A2C(PolicyGradientAgent):
             self.optimizer = adam(self.policy.parameters(), options.learning_rate,
                                   options.rms_prop_eps)
         t, n = options.n_steps, self.num_envs
-        obs_dim = self.policy.actor[0].in_features
+        obs_dim = self.policy.actor.in_features
         act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)
         self.buf_obs = torch.zeros((t, n, obs_dim), device=self.device)
         self.buf_actions = torch.zeros((t, n, *act_shape), device=self.device,

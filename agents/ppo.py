@@ -102,7 +102,7 @@ class PPO(PolicyGradientAgent):
         # Preallocated rollout storage: observations and actions on the training device (they
         # feed the minibatches), rewards and episode ends in NumPy (they feed GAE).
         t, n = options.n_steps, self.num_envs
-        obs_dim = self.policy.actor[0].in_features
+        obs_dim = self.policy.actor.in_features
         act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)
         self.buf_obs = torch.zeros((t, n, obs_dim), device=self.device)
         self.buf_actions = torch.zeros((t, n, *act_shape), device=self.device,
@@ -169,18 +169,20 @@ class PPO(PolicyGradientAgent):
         advantages = torch.as_tensor(advantages.reshape(-1), device=self.device)
         returns = torch.as_tensor(returns.reshape(-1), device=self.device)
 
-        stats = torch.zeros(6, device=self.device)  # summed per minibatch, read once at the end
-        minibatches = 0
-        whole = opt.batch_size == t * n  # one minibatch per epoch: no shuffling needed
+        if opt.normalize_advantage and opt.batch_size == t * n:
+            advantages = _standardize(advantages)  # one minibatch per epoch: do it once
+
+        params = list(policy.parameters())
+        history: list[torch.Tensor] = []  # per minibatch diagnostics, read once at the end
+        stop = False
         for _epoch in range(opt.n_epochs):
-            order = None if whole else torch.randperm(t * n, device=self.device)
-            for idx in ([slice(None)] if whole else order.view(-1, opt.batch_size)):
+            for idx in self._minibatches(t * n):
                 logp, entropy, values = policy.evaluate_actions(obs[idx], actions[idx])
                 adv = advantages[idx]
-                if opt.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if opt.normalize_advantage and opt.batch_size < t * n:
+                    adv = _standardize(adv)
                 log_ratio = logp - old_logp[idx]
-                ratio = log_ratio.exp()
+                ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_old(a|s)
                 # L^CLIP = E[min(r A, clip(r, 1−ε, 1+ε) A)]; we minimise its negative
                 policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
                 if opt.clip_range_vf is None:
@@ -196,30 +198,38 @@ class PPO(PolicyGradientAgent):
                     approx_kl = ((ratio - 1) - log_ratio).mean()
                     clipped = ((ratio - 1).abs() > clip).float().mean()
                 if opt.target_kl is not None and approx_kl.item() > 1.5 * opt.target_kl:
-                    break  # as SB3: skip this step and end the update's epochs
+                    stop = True  # as SB3: skip this step and end the update's epochs
+                    break
                 loss = policy_loss + opt.vf_coef * value_loss
                 if opt.ent_coef > 0:  # (left out of the graph when unused: less backward work)
                     loss = loss - opt.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), opt.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, opt.max_grad_norm)
                 self.optimizer.step()
-                stats += torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach(),
-                                      approx_kl, clipped, torch.ones((), device=self.device)])
-                minibatches += 1
-            else:
-                continue
-            break  # the inner loop broke on target_kl
-        policy_loss, value_loss, entropy, approx_kl, clip_fraction, count = stats.tolist()
-        count = max(count, 1.0)
+                history.append(torch.stack([policy_loss.detach(), value_loss.detach(),
+                                            entropy.detach(), approx_kl, clipped]))
+            if stop:
+                break
+        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * 5
         var_returns = returns.var().item()
         explained = (float("nan") if var_returns == 0 else
                      1 - (returns - old_values).var().item() / var_returns)
-        return {"train/policy_loss": policy_loss / count, "train/value_loss": value_loss / count,
-                "train/entropy": entropy / count, "train/approx_kl": approx_kl / count,
-                "train/clip_fraction": clip_fraction / count, "train/learning_rate": lr,
+        return {"train/policy_loss": means[0], "train/value_loss": means[1],
+                "train/entropy": means[2], "train/approx_kl": means[3],
+                "train/clip_fraction": means[4], "train/learning_rate": lr,
                 "train/clip_range": clip, "train/explained_variance": explained,
-                "train/epochs": minibatches / (t * n // opt.batch_size)}
+                "train/epochs": len(history) / (t * n // opt.batch_size)}
+
+    def _minibatches(self, size: int) -> list[torch.Tensor | slice]:
+        """Indices of one epoch's shuffled minibatches (the whole rollout when it is one)."""
+        if self.opt.batch_size == size:
+            return [slice(None)]  # shuffling one minibatch changes nothing
+        return list(torch.randperm(size, device=self.device).view(-1, self.opt.batch_size))
+
+
+def _standardize(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean()) / (x.std() + 1e-8)
 
 
 def _divisor_near(total: int, wanted: int) -> int:
