@@ -75,7 +75,8 @@ class TrainSpec(StrictModel):
     eval_episodes: PositiveInt = 10
     video_every: PositiveInt | None = Field(None, description="env steps between rollout videos")
     checkpoint_every: PositiveInt | None = Field(None, description="steps or epochs")
-    log_every: PositiveInt = Field(1000, description="env steps between train/ log rows")
+    log_every: PositiveInt = Field(1000, description="agents: env steps between train/ rows "
+                                   "(generative models have their own log_every, in batches)")
 
 
 class TrackingSpec(StrictModel):

@@ -153,7 +153,7 @@ class Tracker:
 
         pixels = to_uint8_image(image)
         path = self._media_path(key, ".png", axes)
-        Image.fromarray(pixels).save(path)
+        Image.fromarray(pixels).save(path, compress_level=1)  # fast; media are small
         self._write_jsonl({key: str(path.relative_to(self.run_dir)), **axes})
         if self._run is not None:
             self._run.log({key: self._wandb.Image(str(path), caption=caption), **axes})
