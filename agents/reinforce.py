@@ -67,8 +67,11 @@ class Reinforce(PolicyGradientAgent):
         super().__init__(options, ctx)
         self.opt = options
         self.optimizer = adam(self.policy.parameters(), options.learning_rate, 1e-8)
-        # The episode each env is playing: lists of (preprocessed) observations, actions, rewards.
-        self.running: list[dict[str, list[Any]]] = [self._empty() for _ in range(self.num_envs)]
+        # The episode each env is playing: lists of (preprocessed) observations, actions, rewards,
+        # and the complete episodes waiting for the next update (both go in checkpoints).
+        self.running: list[dict[str, Any]] = [self._empty() for _ in range(self.num_envs)]
+        self.finished: list[dict[str, Any]] = []
+        self.iteration_start = 0
 
     @staticmethod
     def _empty() -> dict[str, list[Any]]:
@@ -79,15 +82,18 @@ class Reinforce(PolicyGradientAgent):
         total = int(ctx.config.train.total_steps)
         self.start_envs()
         while self.step < total and not ctx.stop_requested:
-            last_step = self.step
+            if not self.finished:
+                self.iteration_start = self.step
             # ---- play until episodes_per_update episodes are complete
-            finished: list[dict[str, Any]] = []
-            while len(finished) < opt.episodes_per_update and self.step < total:
-                finished += self.play_step()
-            if finished:
-                metrics = self.update(finished)
+            while (len(self.finished) < opt.episodes_per_update and self.step < total
+                   and not ctx.stop_requested):
+                self.finished += self.play_step()
+            if len(self.finished) >= opt.episodes_per_update or (
+                    self.finished and self.step >= total):
+                metrics = self.update(self.finished)
+                self.finished = []
                 self.updates += 1
-                self.after_update(last_step, metrics)
+                self.after_update(self.iteration_start, metrics)
 
     def play_step(self) -> list[dict[str, Any]]:
         """One vector step; returns the episodes it completed (with G_T's bootstrap value)."""
@@ -146,13 +152,31 @@ class Reinforce(PolicyGradientAgent):
 
     # ------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        running = [{key: (torch.stack(ep[key]).cpu() if ep[key] else None)
-                    for key in ("obs", "actions")} | {"rewards": list(ep["rewards"])}
-                   for ep in self.running]
-        return {**super().state_dict(), "running": running}
+        return {**super().state_dict(), "running": [_pack(ep) for ep in self.running],
+                "finished": [_pack(ep) for ep in self.finished],
+                "iteration_start": self.iteration_start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.running = [{key: ([] if ep[key] is None else list(ep[key].to(self.device)))
-                         for key in ("obs", "actions")}
-                        | {"rewards": [float(r) for r in ep["rewards"]]} for ep in state["running"]]
+        self.running = [_unpack(ep, self.device) for ep in state["running"]]
+        self.finished = [_unpack(ep, self.device) for ep in state["finished"]]
+        self.iteration_start = int(state["iteration_start"])
+
+
+def _pack(episode: dict[str, Any]) -> dict[str, Any]:
+    """An episode as checkpoint-safe data (stacked tensors instead of lists of rows)."""
+    packed = {key: torch.stack(episode[key]).cpu() if episode[key] else None
+              for key in ("obs", "actions")}
+    final = episode.get("final_obs")
+    return {**packed, "rewards": list(episode["rewards"]),
+            "final_obs": None if final is None else final.cpu(), "done": "final_obs" in episode}
+
+
+def _unpack(packed: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    episode: dict[str, Any] = {key: [] if packed[key] is None else list(packed[key].to(device))
+                               for key in ("obs", "actions")}
+    episode["rewards"] = [float(r) for r in packed["rewards"]]
+    if packed["done"]:
+        final = packed["final_obs"]
+        episode["final_obs"] = None if final is None else final.to(device)
+    return episode
