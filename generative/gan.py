@@ -42,7 +42,7 @@ digits, forgelab's digits score (:mod:`forgelab.generative.metrics`). The traini
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +261,6 @@ class GAN(GenerativeModel):
                           num_classes=classes, pack=options.pack),
             lr=options.d_learning_rate or options.learning_rate,
             betas=(options.beta1, options.beta2))
-        self._last_g_loss = torch.tensor(float("nan"))
         self.base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
         self.batches_per_epoch = len(self.train_x) // min(options.batch_size, len(self.train_x))
 
@@ -318,9 +317,10 @@ class GAN(GenerativeModel):
         if self.update_generator_now():
             g_loss = self.generator_loss(fake, y)
             self.optimize("generator", g_loss)
-            self._last_g_loss = g_loss.detach()
-        # the WGAN-GP updates G every n_critic batches: log its latest loss on every batch
-        return {**d_terms, "g_loss": self._last_g_loss}
+        else:  # WGAN-GP between two generator steps: only measure the generator's loss
+            with torch.no_grad():
+                g_loss = self.generator_loss(fake.detach(), y)
+        return {**d_terms, "g_loss": g_loss.detach()}
 
     # --- sampling, validation and metrics
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -376,13 +376,6 @@ class GAN(GenerativeModel):
             self.ctx.tracker.log({f"eval/{k}": metrics[k] for k in
                                   ("modes_captured", "high_quality_fraction")}, epoch=self.step)
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "last_g_loss": self._last_g_loss}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._last_g_loss = state["last_g_loss"]
 
 
 # --------------------------------------------------------------------------- WGAN-GP
