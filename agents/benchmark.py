@@ -334,7 +334,8 @@ def _ratio(a: float, b: float) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m forgelab.agents.benchmark",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, +1, ...")
     parser.add_argument("--algos", default="dqn,ppo", help="comma-separated: dqn, ppo")
     parser.add_argument("--frameworks", default="forgelab,sb3", help="forgelab, sb3 or both")
     parser.add_argument("--max-steps", type=int, default=None,
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"forgelab": run_forgelab, "sb3": run_sb3}
     results: list[Result] = []
     try:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for algo in args.algos:
                 # Alternate who goes first, so slow drifts of machine load hit both alike.
                 order = args.frameworks if seed % 2 == 0 else args.frameworks[::-1]
