@@ -62,7 +62,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
 from forgelab.core.component import RunContext
-from forgelab.core.config import EnvSpec
+from forgelab.core.config import EnvSpec, ExperimentConfig
 from forgelab.core.environments import make_env
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.core.evaluation import PeriodicEvaluator
@@ -181,6 +181,15 @@ def check_policy(agent: str, options: SB3Options, env_id: str, space: gym.Space)
             hint=("use policy: MultiInputPolicy for Dict observations" if is_dict else
                   "MultiInputPolicy is for Dict observations; use MlpPolicy (or CnnPolicy "
                   "for images)"))
+
+
+def check_experiment(options: SB3Options, config: ExperimentConfig,
+                     spaces: tuple[gym.Space, gym.Space]) -> None:
+    """Registration check: the runner calls it before a run directory exists (and on
+    ``--dry-run``), so a mismatched algorithm fails in a second, not after W&B started."""
+    observation_space, action_space = spaces
+    check_action_space(config.agent, options, config.env.id, action_space)
+    check_policy(config.agent, options, config.env.id, observation_space)
 
 
 def _first_lines(message: str, n: int = 2) -> str:

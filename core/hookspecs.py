@@ -13,6 +13,12 @@ registration records where it came from (the pattern of simonw/llm's ``register_
 
 Factories and config classes may be given as ``"module:attribute"`` strings so that heavy
 libraries (torch, SB3) are imported only when a component is actually built.
+
+Agents and models may also pass ``check=`` (a callable or import string): the runner calls
+``check(options, config, spaces)`` before any run directory or W&B run exists (and on
+``--dry-run``), with ``spaces = (observation_space, action_space)`` of the experiment's env for
+agents and None for models, and it raises ``forgelab.core.errors.ConfigError`` for a combination
+the component cannot handle (e.g. DQN on a continuous action space).
 """
 
 from __future__ import annotations

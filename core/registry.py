@@ -77,6 +77,11 @@ class Registration:
     def load_factory(self) -> Callable[..., Any]:
         return self._load(self.factory, "factory")
 
+    def load_check(self) -> Callable[..., None] | None:
+        """The optional ``check(options, config, spaces)`` given at registration (see hookspecs)."""
+        check = self.metadata.get("check")
+        return None if check is None else self._load(check, "check")
+
     def load_config(self) -> type | None:
         if self.config is None:
             return None
@@ -114,6 +119,9 @@ def validate_registration(reg: Registration) -> None:
             raise ValueError(
                 f"{reg.kind} {reg.name!r}: config must be a pydantic BaseModel subclass"
             )
+    check = reg.metadata.get("check")
+    if check is not None and not (callable(check) or isinstance(check, str)):
+        raise ValueError(f"{reg.kind} {reg.name!r}: check must be a callable or 'module:attr'")
     if not isinstance(reg.description, str):
         raise ValueError(f"{reg.kind} {reg.name!r}: description must be a string")
 

@@ -77,6 +77,7 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
     except ForgelabError as exc:
         raise ConfigError(f"{key}: {exc.message}", hint=exc.hint) from None
     options = _validate_options(reg.load_config(), config.component_options, key, reg.name)
+    spaces = None
     if kind == "model":
         try:
             dataset = host.registry.get("dataset", config.dataset)
@@ -87,7 +88,10 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
         host.apply_env_registrations()
         from forgelab.core.environments import check_env_spec
 
-        check_env_spec(config.env)
+        spaces = check_env_spec(config.env)
+    check = reg.load_check()
+    if check is not None:
+        check(options, config, spaces)
     from forgelab.core.device import resolve_device
 
     resolve_device(config.device)  # an absent device fails now, not after the run dir exists

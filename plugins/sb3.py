@@ -26,4 +26,5 @@ def register_agents(register):
             f"forgelab.agents.sb3:{adapter}",
             config=f"forgelab.agents.sb3_options:{options}",
             description=description,
+            check="forgelab.agents.sb3:check_experiment",
         )

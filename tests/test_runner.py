@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from conftest import forgelab_cli, read_metrics, run_experiment, wandb_of_type, wandb_records
+
 from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.device import resolve_device
@@ -157,3 +158,35 @@ def test_a_component_config_error_leaves_no_run_behind() -> None:
     with pytest.raises(ConfigError, match="needs a Box action space"):
         runner.train(config, host=host, show_progress=False)
     assert list(Path("runs/experiment").iterdir()) == []
+
+
+def test_a_registration_check_runs_before_anything_is_created() -> None:
+    import types
+
+    from forgelab.core import hookimpl
+    from forgelab.core.config import validate_experiment
+    from forgelab.core.pluginhost import PluginHost
+
+    seen = []
+
+    def needs_box(options, config, spaces):
+        seen.append(spaces)
+        observation_space, action_space = spaces
+        if type(action_space).__name__ != "Box":
+            raise ConfigError(f"boxy needs a Box action space, {config.env.id} has {action_space}")
+
+    plugin = types.ModuleType("boxy_plugin")
+    plugin.register_agents = hookimpl(lambda register: register(
+        "boxy", "forgelab.agents.random_agent:RandomAgent",
+        config="forgelab.agents.random_agent:RandomAgentConfig", check=needs_box))
+    host = PluginHost(strict=True, disabled=())
+    host.add_plugin(plugin, "boxy")
+    config = validate_experiment({"agent": "boxy", "env": "CartPole-v1",
+                                  "train": {"total_steps": 10}})
+    with pytest.raises(ConfigError, match=r"boxy needs a Box action space, CartPole-v1 has Disc"):
+        runner.prepare(config, host)
+    assert seen[0][0].shape == (4,)  # the env's observation space came through
+    assert not Path("runs").exists()
+    pendulum = validate_experiment({"agent": "boxy", "env": "Pendulum-v1",
+                                    "train": {"total_steps": 10}})
+    assert runner.prepare(pendulum, host).factory is not None
