@@ -30,6 +30,7 @@ from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
     adam,
+    approx_kl,
     gae,
     truncated_final_obs,
 )
@@ -114,12 +115,15 @@ class A2C(PolicyGradientAgent):
                 if "episode" in infos.get("final_info", ()):
                     self.log_episodes(infos)
             # ---- 2. + 3. advantages and one gradient step
-            metrics = self.update(truncations, max(0.0, 1.0 - self.step / total))
+            metrics = self.update(truncations, max(0.0, 1.0 - self.step / total),
+                                  diagnostics=self.log_due(last_step))
             self.updates += 1
             self.after_update(last_step, metrics)
 
     def update(self, truncations: list[tuple[int, int, torch.Tensor]],
-               progress_remaining: float) -> dict[str, float]:
+               progress_remaining: float, diagnostics: bool = True) -> dict[str, float]:
+        """Advantages by GAE, then one gradient step on L; ``diagnostics`` adds the update's
+        approximate KL (one more forward pass, so only when the metrics get logged)."""
         opt, policy = self.opt, self.policy
         lr = opt.learning_rate * (progress_remaining if opt.anneal_lr else 1.0)
         for group in self.optimizer.param_groups:
@@ -151,5 +155,8 @@ class A2C(PolicyGradientAgent):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), opt.max_grad_norm)
         self.optimizer.step()
-        return {"train/policy_loss": policy_loss.item(), "train/value_loss": value_loss.item(),
-                "train/entropy": entropy.item(), "train/learning_rate": lr}
+        metrics = {"train/policy_loss": policy_loss.item(), "train/value_loss": value_loss.item(),
+                   "train/entropy": entropy.item(), "train/learning_rate": lr}
+        if diagnostics:
+            metrics["train/approx_kl"] = approx_kl(policy, obs, actions, logp.detach())
+        return metrics

@@ -239,6 +239,16 @@ def truncated_final_obs(terminated: np.ndarray, truncated: np.ndarray,
     return [(int(i), np.asarray(infos["final_obs"][i])) for i in cut]
 
 
+@torch.no_grad()
+def approx_kl(policy: ActorCritic, obs: torch.Tensor, actions: torch.Tensor,
+              old_logp: torch.Tensor) -> float:
+    """How far an update moved the policy on its batch: KL(π_old‖π_new) ≈ E[(r − 1) − log r]
+    with r = π_new(a|s) / π_old(a|s) (unbiased and never negative; Schulman 2020)."""
+    new_logp, _, _ = policy.evaluate_actions(obs, actions)
+    log_ratio = new_logp - old_logp
+    return (log_ratio.exp() - 1 - log_ratio).mean().item()
+
+
 def log_episodes(ctx: RunContext, infos: dict[str, Any], step: int) -> list[float]:
     """Log raw return and length of every episode that ended on this vector step."""
     returns = []
@@ -337,11 +347,16 @@ class PolicyGradientAgent:
         returns = log_episodes(self.ctx, infos, self.step)
         self._recent = (self._recent + returns)[-20:]
 
+    def log_due(self, last_step: int) -> bool:
+        """Whether the update that moved the step counter past ``last_step`` logs its metrics."""
+        every = self.ctx.config.train.log_every
+        return self.step // every > last_step // every or self.updates <= 1
+
     def after_update(self, last_step: int, metrics: dict[str, float]) -> None:
         """Log ``metrics`` every ``train.log_every`` steps, evaluate, checkpoint, show progress."""
         ctx, train = self.ctx, self.ctx.config.train
         start_step, start_time, eval_time = self._clock
-        if self.step // train.log_every > last_step // train.log_every or self.updates == 1:
+        if self.log_due(last_step):
             # SPS counts env steps per second of training: evaluation time is left out.
             elapsed = max(time.perf_counter() - start_time - eval_time, 1e-9)
             ctx.tracker.log({**metrics, "perf/sps": (self.step - start_step) / elapsed},

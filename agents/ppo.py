@@ -144,6 +144,7 @@ class PPO(PolicyGradientAgent):
 
     def update(self, truncations: list[tuple[int, int, torch.Tensor]],
                progress_remaining: float) -> dict[str, float]:
+        """GAE over the rollout, then ``n_epochs`` passes of minibatch steps on L."""
         opt, policy = self.opt, self.policy
         lr = opt.learning_rate * (progress_remaining if opt.anneal_lr else 1.0)
         clip = opt.clip_range * (progress_remaining if opt.anneal_clip_range else 1.0)

@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from forgelab.agents.common import PolicyConfig, PolicyGradientAgent, adam, truncated_final_obs
+from forgelab.agents.common import (
+    PolicyConfig,
+    PolicyGradientAgent,
+    adam,
+    approx_kl,
+    truncated_final_obs,
+)
 from forgelab.core.component import RunContext
 
 
@@ -148,6 +154,7 @@ class Reinforce(PolicyGradientAgent):
         self.optimizer.step()
         return {"train/policy_loss": policy_loss.item(), "train/value_loss": value_loss.item(),
                 "train/entropy": entropy.item(), "train/learning_rate": opt.learning_rate,
+                "train/approx_kl": approx_kl(policy, obs, actions, logp.detach()),
                 "train/batch_episodes": len(episodes), "train/batch_steps": len(returns_t)}
 
     # ------------------------------------------------------------------------ checkpoints

@@ -21,4 +21,5 @@ def test_a2c_learns_cartpole() -> None:
     # A2C logs its losses and entropy; the policy is no longer uniform (entropy < ln 2)
     entropies = [row["train/entropy"] for row in rows if "train/entropy" in row]
     assert entropies and entropies[-1] < 0.6
-    assert {"train/policy_loss", "train/value_loss", "perf/sps"} <= {k for r in rows for k in r}
+    assert {"train/policy_loss", "train/value_loss", "train/approx_kl", "perf/sps"} <= {
+        k for r in rows for k in r}
