@@ -354,7 +354,7 @@ class PolicyGradientAgent:
 
     def after_update(self, last_step: int, metrics: dict[str, float]) -> None:
         """Log ``metrics`` every ``train.log_every`` steps, evaluate, checkpoint, show progress."""
-        ctx, train = self.ctx, self.ctx.config.train
+        ctx = self.ctx
         start_step, start_time, eval_time = self._clock
         if self.log_due(last_step):
             # SPS counts env steps per second of training: evaluation time is left out.
@@ -364,16 +364,20 @@ class PolicyGradientAgent:
         tic = time.perf_counter()
         if self.evaluator.maybe_evaluate(self.eval_policy, self.step, last_step) is not None:
             self._last_eval_step = self.step
-        total = int(train.total_steps)
-        if self.step >= total and self._last_eval_step != self.step:  # always end on an eval
-            self.evaluator.evaluate(self.eval_policy, self.step,
-                                    video=bool(train.video_every) and
-                                    self.evaluator.evaluations == 0)
-            self._last_eval_step = self.step
+        self.final_evaluation()
         self._clock = (start_step, start_time, eval_time + time.perf_counter() - tic)
         ctx.maybe_checkpoint(self, self.step, last_step)
         shown = {"return": float(np.mean(self._recent))} if self._recent else {}
         ctx.progress.update(self.step, **shown)
+
+    def final_evaluation(self) -> None:
+        """Training ends on an evaluation (with a video if none was recorded yet)."""
+        train = self.ctx.config.train
+        if self.step >= int(train.total_steps) and self._last_eval_step != self.step:
+            self.evaluator.evaluate(self.eval_policy, self.step,
+                                    video=bool(train.video_every) and
+                                    self.evaluator.evaluations == 0)
+            self._last_eval_step = self.step
 
     def evaluate(self) -> dict[str, float]:
         return self.evaluator.evaluate(self.eval_policy, self.step, video=True, save_best=False)

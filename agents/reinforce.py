@@ -100,6 +100,7 @@ class Reinforce(PolicyGradientAgent):
                 self.finished = []
                 self.updates += 1
                 self.after_update(self.iteration_start, metrics)
+        self.final_evaluation()  # (when the budget ran out with no complete episode to learn from)
 
     def play_step(self) -> list[dict[str, Any]]:
         """One vector step; returns the episodes it completed (with G_T's bootstrap value)."""
