@@ -40,7 +40,7 @@ def to_safe(tree: Any) -> Any:
     """Convert NumPy arrays and scalars in a nested structure to tensors and Python numbers,
     so that it loads with ``weights_only=True``."""
     if isinstance(tree, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(tree))
+        return torch.from_numpy(np.array(tree, copy=True))  # contiguous, 0-d stays 0-d
     if isinstance(tree, np.generic):
         return tree.item()
     if isinstance(tree, dict):

@@ -261,7 +261,14 @@ COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cm
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for rollout videos
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides: list[str] = []
+    if argv and argv[0] == "run":  # key=value may come before or after the flags
+        overrides = [a for a in argv[2:] if "=" in a and not a.startswith("-")]
+        argv = argv[:2] + [a for a in argv[2:] if a not in overrides]
     args, unknown = parser.parse_known_args(argv)
+    if args.command == "run":
+        args.overrides = list(args.overrides) + overrides
     if unknown:
         if args.command == "run":
             print(f"error: cannot read {' '.join(unknown)!r}: overrides are dotted.key=value with "

@@ -26,8 +26,9 @@ def test_fast_commands_do_not_import_heavy_libraries(argv: list[str]) -> None:
 
 
 def test_dry_run_prints_the_resolved_validated_config() -> None:
-    result = forgelab_cli("run", "cartpole-random", "seed=7", "env.num_envs=2",
-                          "train.total_steps=1e3", "--dry-run")
+    # overrides may stand before and after the flags
+    result = forgelab_cli("run", "cartpole-random", "seed=7", "--dry-run", "env.num_envs=2",
+                          "train.total_steps=1e3")
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     assert config["seed"] == 7
