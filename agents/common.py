@@ -135,21 +135,24 @@ class ActorCritic(nn.Module):
         out = self.actor(obs)
         return out.argmax(dim=-1) if self.discrete else out
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """log π(a|s), entropy H[π(·|s)] and V(s), each of shape (B,)."""
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, entropy: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """log π(a|s), entropy H[π(·|s)] (None unless ``entropy``) and V(s), each of shape (B,)."""
         out = self.actor(obs)
+        h = None
         if self.discrete:
             logp_all = torch.log_softmax(out, dim=-1)
-            logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)  # H = −Σ_a π(a) log π(a)
+            logp = logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            if entropy:
+                h = -(logp_all.exp() * logp_all).sum(-1)  # H = −Σ_a π(a) log π(a)
         else:
             # log N(a; μ, σ) = −½((a−μ)/σ)² − log σ − ½ log 2π, summed over action dims
             log_std = self.log_std.expand_as(out)
             z = (actions - out) / log_std.exp()
             logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
-            entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)  # H = Σ (½ + ½ log 2π + log σ)
-        return logp, entropy, self.value(obs)
+            if entropy:
+                h = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)  # H = Σ (½ + ½ log 2π + log σ)
+        return logp, h, self.value(obs)
 
 
 def adam(params: Any, lr: float, eps: float) -> torch.optim.Adam:
@@ -244,7 +247,7 @@ def approx_kl(policy: ActorCritic, obs: torch.Tensor, actions: torch.Tensor,
               old_logp: torch.Tensor) -> float:
     """How far an update moved the policy on its batch: KL(π_old‖π_new) ≈ E[(r − 1) − log r]
     with r = π_new(a|s) / π_old(a|s) (unbiased and never negative; Schulman 2020)."""
-    new_logp, _, _ = policy.evaluate_actions(obs, actions)
+    new_logp, _, _ = policy.evaluate_actions(obs, actions, entropy=False)
     log_ratio = new_logp - old_logp
     return (log_ratio.exp() - 1 - log_ratio).mean().item()
 

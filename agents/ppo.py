@@ -118,7 +118,8 @@ class PPO(PolicyGradientAgent):
         while self.step < total and not ctx.stop_requested:
             last_step = self.step
             truncations = self.collect_rollout()
-            metrics = self.update(truncations, progress_remaining=max(0.0, 1.0 - self.step / total))
+            metrics = self.update(truncations, max(0.0, 1.0 - self.step / total),
+                                  diagnostics=self.log_due(last_step))
             self.updates += 1
             self.after_update(last_step, metrics)
 
@@ -143,8 +144,12 @@ class PPO(PolicyGradientAgent):
         return truncations
 
     def update(self, truncations: list[tuple[int, int, torch.Tensor]],
-               progress_remaining: float) -> dict[str, float]:
-        """GAE over the rollout, then ``n_epochs`` passes of minibatch steps on L."""
+               progress_remaining: float, diagnostics: bool = True) -> dict[str, float]:
+        """GAE over the rollout, then ``n_epochs`` passes of minibatch steps on L.
+
+        ``diagnostics``: also compute the losses, entropy, approximate KL and clip fraction to
+        log (they cost a dozen small tensor ops per minibatch, so only when they get logged).
+        """
         opt, policy = self.opt, self.policy
         lr = opt.learning_rate * (progress_remaining if opt.anneal_lr else 1.0)
         clip = opt.clip_range * (progress_remaining if opt.anneal_clip_range else 1.0)
@@ -157,7 +162,7 @@ class PPO(PolicyGradientAgent):
         # π_old and V_old of the whole rollout in one batched pass (the parameters did not
         # change while collecting, so this equals evaluating them step by step).
         with torch.no_grad():
-            old_logp, _, old_values = policy.evaluate_actions(obs, actions)
+            old_logp, _, old_values = policy.evaluate_actions(obs, actions, entropy=False)
             last_values = policy.value(self.obs_tensor(self.obs)).cpu().numpy()
             rewards = self.buf_rewards.copy()
             if truncations:  # r_t ← r_t + γ V(s_final) where a time limit cut the episode
@@ -174,11 +179,13 @@ class PPO(PolicyGradientAgent):
             advantages = _standardize(advantages)  # one minibatch per epoch: do it once
 
         params = list(policy.parameters())
+        check_kl = opt.target_kl is not None
         history: list[torch.Tensor] = []  # per minibatch diagnostics, read once at the end
-        stop = False
+        steps, stop = 0, False
         for _epoch in range(opt.n_epochs):
             for idx in self._minibatches(t * n):
-                logp, entropy, values = policy.evaluate_actions(obs[idx], actions[idx])
+                logp, entropy, values = policy.evaluate_actions(
+                    obs[idx], actions[idx], entropy=opt.ent_coef > 0 or diagnostics)
                 adv = advantages[idx]
                 if opt.normalize_advantage and opt.batch_size < t * n:
                     adv = _standardize(adv)
@@ -193,34 +200,40 @@ class PPO(PolicyGradientAgent):
                     v_clip = v_old + (values - v_old).clamp(-opt.clip_range_vf, opt.clip_range_vf)
                     value_loss = torch.max((values - returns[idx]).pow(2),
                                            (v_clip - returns[idx]).pow(2)).mean()
-                entropy = entropy.mean()
-                with torch.no_grad():
-                    # KL(π_old‖π) ≈ E[(r − 1) − log r] (unbiased, always ≥ 0; Schulman 2020)
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    clipped = ((ratio - 1).abs() > clip).float().mean()
-                if opt.target_kl is not None and approx_kl.item() > 1.5 * opt.target_kl:
-                    stop = True  # as SB3: skip this step and end the update's epochs
-                    break
+                if diagnostics or check_kl:
+                    with torch.no_grad():
+                        # KL(π_old‖π) ≈ E[(r − 1) − log r] (unbiased, ≥ 0; Schulman 2020)
+                        approx_kl = ((ratio - 1) - log_ratio).mean()
+                    if check_kl and approx_kl.item() > 1.5 * opt.target_kl:
+                        stop = True  # as SB3: skip this step and end the update's epochs
+                        break
                 loss = policy_loss + opt.vf_coef * value_loss
                 if opt.ent_coef > 0:  # (left out of the graph when unused: less backward work)
-                    loss = loss - opt.ent_coef * entropy
+                    loss = loss - opt.ent_coef * entropy.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, opt.max_grad_norm)
                 self.optimizer.step()
-                history.append(torch.stack([policy_loss.detach(), value_loss.detach(),
-                                            entropy.detach(), approx_kl, clipped]))
+                steps += 1
+                if diagnostics:
+                    with torch.no_grad():
+                        clipped = ((ratio - 1).abs() > clip).float().mean()
+                        history.append(torch.stack([policy_loss, value_loss, entropy.mean(),
+                                                    approx_kl, clipped]))
             if stop:
                 break
-        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * 5
-        var_returns = returns.var().item()
-        explained = (float("nan") if var_returns == 0 else
-                     1 - (returns - old_values).var().item() / var_returns)
-        return {"train/policy_loss": means[0], "train/value_loss": means[1],
-                "train/entropy": means[2], "train/approx_kl": means[3],
-                "train/clip_fraction": means[4], "train/learning_rate": lr,
-                "train/clip_range": clip, "train/explained_variance": explained,
-                "train/epochs": len(history) / (t * n // opt.batch_size)}
+        metrics = {"train/learning_rate": lr, "train/clip_range": clip,
+                   "train/epochs": steps / (t * n // opt.batch_size)}
+        if diagnostics:
+            means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * 5
+            var_returns = returns.var().item()
+            explained = (float("nan") if var_returns == 0 else
+                         1 - (returns - old_values).var().item() / var_returns)
+            metrics.update({"train/policy_loss": means[0], "train/value_loss": means[1],
+                            "train/entropy": means[2], "train/approx_kl": means[3],
+                            "train/clip_fraction": means[4],
+                            "train/explained_variance": explained})
+        return metrics
 
     def _minibatches(self, size: int) -> list[torch.Tensor | slice]:
         """Indices of one epoch's shuffled minibatches (the whole rollout when it is one)."""
