@@ -39,11 +39,18 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / ".wandb-data"))
 
 
+def user_env() -> dict[str, str]:
+    """The environment a user's shell would give a new `forgelab` process: without the handle of
+    the W&B service that in-process runs of this test worker started (wandb exports it as
+    WANDB_SERVICE, and a child would otherwise log through that service)."""
+    return {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+
+
 def forgelab_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real `forgelab` console script in a subprocess."""
     exe = shutil.which("forgelab", path=str(Path(sys.executable).parent)) or "forgelab"
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**user_env(), **(env or {})}
     return subprocess.run([exe, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -89,13 +96,16 @@ def wandb_records(run_dir: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
     `run.finish()` can return a moment before the .wandb file is complete, so poll until the
     `exit` record is there.
     """
-    files = sorted(Path(run_dir).glob("wandb/*run-*/*.wandb")) or sorted(
-        Path(run_dir).glob("*.wandb"))  # a run directory, or one W&B run folder
-    assert files, f"no .wandb file under {run_dir}/wandb"
     wandb_exe = str(Path(sys.executable).parent / "wandb")
     deadline = time.monotonic() + timeout
     records: list[dict[str, Any]] = []
     while True:
+        files = sorted(Path(run_dir).glob("wandb/*run-*/*.wandb")) or sorted(
+            Path(run_dir).glob("*.wandb"))  # a run directory, or one W&B run folder
+        if not files:
+            assert time.monotonic() < deadline, f"no .wandb file under {run_dir}"
+            time.sleep(0.2)
+            continue
         records = []
         for path in files:
             out = subprocess.run([wandb_exe, "leet", "inspect", "--json", str(path)],

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import forgelab_cli, read_metrics, run_experiment, wandb_of_type, wandb_records
+from conftest import (
+    forgelab_cli,
+    read_metrics,
+    run_experiment,
+    user_env,
+    wandb_of_type,
+    wandb_records,
+)
 
 from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
@@ -75,7 +82,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: 
     exe = str(Path(sys.executable).parent / "forgelab")
     child = subprocess.Popen([exe, "run", "cartpole-random", "train.total_steps=100000000",
                               "train.eval_episodes=1", "--no-progress"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=user_env())
     runs = tmp_path / "runs" / "cartpole-random"
     _wait_for(lambda: runs.is_dir() and any(
         (d / "metrics.jsonl").is_file() and (d / "metrics.jsonl").stat().st_size > 0

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import forgelab_cli, read_metrics, run_experiment, wandb_of_type, wandb_records
+from conftest import (
+    forgelab_cli,
+    read_metrics,
+    run_experiment,
+    user_env,
+    wandb_of_type,
+    wandb_records,
+)
 from stable_baselines3.common.save_util import load_from_zip_file
 
 from forgelab.core import runner
@@ -43,7 +50,8 @@ def test_sigterm_checkpoints_an_sb3_run_and_resume_continues_it(tmp_path: Path) 
     exe = str(Path(sys.executable).parent / "forgelab")
     child = subprocess.Popen([exe, "run", "cartpole-sb3-ppo", "train.total_steps=100000000",
                               "train.log_every=128", *PPO_SHORT, "--no-progress"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=user_env())
     runs = tmp_path / "runs" / "cartpole-sb3-ppo"
 
     def trained_a_little() -> bool:  # a train/ row: SB3 has done at least one update
