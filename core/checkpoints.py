@@ -101,6 +101,12 @@ class CheckpointManager:
         """
         step = int(getattr(component, "step", 0) if step is None else step)
         self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"step-{step:09d}"
+        if not metrics and (final / STATE_FILE).is_file():
+            # Re-saving the step that the best evaluation saved (the end of training, say):
+            # keep that evaluation's metrics with it.
+            metrics = torch.load(final / STATE_FILE, map_location="cpu",
+                                 weights_only=True).get("metrics")
         tmp = self.directory / f".tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         state = {
@@ -113,7 +119,6 @@ class CheckpointManager:
         torch.save(state, tmp / STATE_FILE)
         if isinstance(component, FileCheckpointing):
             component.save_files(tmp)
-        final = self.directory / f"step-{step:09d}"
         if final.exists():
             old = self.directory / f".old-{uuid.uuid4().hex[:8]}"
             final.rename(old)

@@ -318,14 +318,19 @@ def validate_experiment(data: dict[str, Any], source: str = "") -> ExperimentCon
 
 
 def validate_options(schema: type[BaseModel] | None, options: dict[str, Any], key: str,
-                     component: str) -> BaseModel | dict[str, Any]:
-    """Validate a component's options against the schema its plugin registered."""
+                     component: str, experiment: ExperimentConfig | None = None
+                     ) -> BaseModel | dict[str, Any]:
+    """Validate a component's options against the schema its plugin registered.
+
+    Validators of the schema see the whole experiment as ``info.context["experiment"]`` (e.g. to
+    check a batch size against ``env.num_envs``).
+    """
     if schema is None:
         if options:
             raise ConfigError(f"{key}: {component!r} takes no options (got {sorted(options)})")
         return {}
     try:
-        return schema.model_validate(options)
+        return schema.model_validate(options, context={"experiment": experiment})
     except ValidationError as exc:
         raise format_validation_error(exc, schema, prefix=key) from None
 

@@ -76,7 +76,8 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
         reg = host.registry.get(kind, config.component)
     except ForgelabError as exc:
         raise ConfigError(f"{key}: {exc.message}", hint=exc.hint) from None
-    options = _validate_options(reg.load_config(), config.component_options, key, reg.name)
+    options = _validate_options(reg.load_config(), config.component_options, key, reg.name,
+                                experiment=config)
     spaces = None
     if kind == "model":
         try:

@@ -37,3 +37,20 @@ def test_global_rng_state_round_trips() -> None:
     restore_rng(state)
     assert (np.random.random(), torch.rand(1).item()) == expected
     assert random.random() == python_expected
+
+
+def test_re_saving_the_best_step_keeps_its_metrics(tmp_path) -> None:
+    from forgelab.core.checkpoints import CheckpointManager
+
+    class Tiny:
+        step = 10
+
+        def state_dict(self):
+            return {"w": torch.ones(2)}
+
+    manager = CheckpointManager(tmp_path / "checkpoints")
+    manager.save(Tiny(), best=True, metrics={"eval/return_mean": 500.0})
+    manager.save(Tiny())  # the end of training lands on the same step
+    state, directory = manager.load("best")
+    assert directory == manager.path("latest")
+    assert state["metrics"] == {"eval/return_mean": 500.0}
