@@ -369,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    # The first optimizer built in a process imports torch._dynamo (seconds); pay that once here
+    # rather than charging it to whichever framework happens to run first.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    import stable_baselines3  # noqa: F401  (likewise SB3's import)
+
+    import forgelab.agents.dqn  # noqa: F401
+    import forgelab.agents.ppo  # noqa: F401
     workdir = Path(tempfile.mkdtemp(prefix="forgelab-bench-"))
     runners = {"forgelab": run_forgelab, "sb3": run_sb3}
     results: list[Result] = []
