@@ -371,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     # The first optimizer built in a process imports torch._dynamo (seconds); pay that once here
     # rather than charging it to whichever framework happens to run first.
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    warm = torch.zeros(1, requires_grad=True)
+    warm_optimizer = torch.optim.Adam([warm])
+    warm.sum().backward()
+    warm_optimizer.step()
     import stable_baselines3  # noqa: F401  (likewise SB3's import)
 
     import forgelab.agents.dqn  # noqa: F401
