@@ -100,6 +100,23 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- list
+def _type_name(annotation: Any) -> str:
+    """A type as a user reads it: ``Literal['mse', 'bce']`` -> ``'mse' | 'bce'``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def describe_options(schema: Any) -> list[dict[str, Any]]:
     """Name, type, default and description of each field of a pydantic model."""
     if schema is None:
@@ -108,8 +125,7 @@ def describe_options(schema: Any) -> list[dict[str, Any]]:
 
     options = []
     for name, field in schema.model_fields.items():
-        annotation = field.annotation
-        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        type_name = _type_name(field.annotation)
         default = field.default
         if default is PydanticUndefined:
             default = field.default_factory() if field.default_factory else "(required)"
