@@ -30,6 +30,11 @@ Optional *packing* (PacGAN, Lin et al. 2018, https://arxiv.org/abs/1712.04086): 
 discriminator judges ``pack`` samples at once, concatenated, all real or all generated, which
 penalises a generator that drops modes. ``pack=1`` is the plain GAN.
 
+Other training options, all off by default except the first: batch normalisation in the
+generator (DCGAN, Radford et al. 2016, https://arxiv.org/abs/1511.06434), a faster
+discriminator (``d_learning_rate``; TTUR, Heusel et al. 2017, https://arxiv.org/abs/1706.08500)
+and a linear decay of both learning rates to 0 (``lr_decay``).
+
 On 2-D points the networks work on standardised data ``(x - mean) / scale`` (one scale for both
 coordinates, fixed from the training set) and samples are mapped back, so one set of
 hyperparameters serves ``ring8`` (radius 1) and ``grid25`` (side 8). Evaluation draws 2,500
