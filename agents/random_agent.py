@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
+
 from forgelab.core.component import RunContext
 from forgelab.core.environments import completed_episodes
 from forgelab.core.evaluation import PeriodicEvaluator
-from pydantic import BaseModel, ConfigDict
 
 
 class RandomAgentConfig(BaseModel):

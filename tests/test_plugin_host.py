@@ -5,10 +5,11 @@ from __future__ import annotations
 import types
 
 import pytest
+from pydantic import BaseModel
+
 from forgelab.core import hookimpl
 from forgelab.core.errors import PluginError
 from forgelab.core.pluginhost import PluginHost
-from pydantic import BaseModel
 
 
 def make_plugin(**hooks) -> types.ModuleType:

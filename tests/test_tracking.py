@@ -15,6 +15,7 @@ from conftest import (
     wandb_of_type,
     wandb_records,
 )
+
 from forgelab.core.tracking import Tracker, resolve_mode
 
 
