@@ -30,6 +30,8 @@ class Progress:
         """Move the bar to ``position`` and show ``metrics`` beside it."""
         if self._bar is None:
             return
+        # Agents that collect whole rollouts can end a little past the budget; keep the bar whole.
+        position = min(position, self._bar.total)
         if position > self._last:
             self._bar.update(position - self._last)
             self._last = position
