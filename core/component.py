@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # keep `import forgelab.core` free of torch and gymnasium
     import torch
 
     from forgelab.core.checkpoints import CheckpointManager
-    from forgelab.core.config import ExperimentConfig
+    from forgelab.core.config import ExperimentConfig, TrainSpec
     from forgelab.core.progress import Progress
     from forgelab.core.registry import Registry
     from forgelab.core.tracking import Tracker
@@ -113,7 +113,8 @@ class RunContext:
 
     # ----------------------------------------------------------------- training
     @property
-    def train(self):  # noqa: ANN201 - TrainSpec, imported lazily for type checkers
+    def train(self) -> TrainSpec:
+        """Shorthand for ``config.train`` (budget and schedules)."""
         return self.config.train
 
     def maybe_checkpoint(self, component: Component, step: int, last_step: int) -> bool:
