@@ -64,6 +64,8 @@ class RandomAgent:
             ctx.progress.update(self.step)
         if self.step >= total and self.evaluator.evaluations == 0:
             self.evaluator.evaluate(self._eval_policy, self.step, video=True)
+        self.envs.close()  # async workers exit now rather than at interpreter shutdown
+        self.evaluator.close()
 
     def evaluate(self) -> dict[str, float]:
         return self.evaluator.evaluate(self._eval_policy, self.step, video=True, save_best=False)

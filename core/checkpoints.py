@@ -154,7 +154,13 @@ class CheckpointManager:
         if not pointer.is_file():
             return None
         target = self.directory / pointer.read_text(encoding="utf-8").strip()
-        return target if (target / STATE_FILE).is_file() else None
+        if (target / STATE_FILE).is_file():
+            return target
+        # Stopped between the two renames that replace a step folder: the newest complete
+        # folder (the old copy of that step, at worst) still holds the full state.
+        complete = [p for p in [*self.directory.glob("step-*"), *self.directory.glob(".old-*")]
+                    if (p / STATE_FILE).is_file()]
+        return max(complete, key=lambda p: (p / STATE_FILE).stat().st_mtime, default=None)
 
     def path(self, which: str = "latest") -> Path | None:
         """The checkpoint directory ``latest`` or ``best`` points to (None if there is none)."""

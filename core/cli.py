@@ -229,10 +229,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = _host()
     if args.resume:
         overrides = ([args.experiment] if args.experiment else []) + args.overrides
+        if args.dry_run:
+            prepared, _, _ = runner.prepare_resume(Path(args.resume), overrides, host=host)
+            print(dump_yaml(prepared.resolved_config()), end="")
+            return 0
         run_dir = runner.resume(Path(args.resume), overrides, host=host,
                                 show_progress=not args.no_progress)
         print(f"run directory: {run_dir}")
-        return 0
+        return runner.exit_status(run_dir)
     if not args.experiment:
         raise ForgelabError("which experiment? `forgelab run EXPERIMENT [key=value ...]`",
                             hint="`forgelab list experiments` shows the ones in experiments/")
@@ -243,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run_dir = runner.train(config, host=host, show_progress=not args.no_progress)
     print(f"run directory: {run_dir}")
-    return 0
+    return runner.exit_status(run_dir)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -99,6 +99,7 @@ class RunContext:
     registry: Registry
     job_type: str = "train"
     resumed: bool = False
+    stop_signal: int | None = None  # the signal that asked the run to stop
     _stop: threading.Event = field(default_factory=threading.Event)
     _dataset: Any = None
 
@@ -108,7 +109,8 @@ class RunContext:
         """True after Ctrl-C / SIGTERM: finish the current update and return from ``fit``."""
         return self._stop.is_set()
 
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int | None = None) -> None:
+        self.stop_signal = signum
         self._stop.set()
 
     # ----------------------------------------------------------------- training

@@ -240,6 +240,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> d
     they were written for it; options given on the same command line still apply.
     """
     data = copy.deepcopy(data)
+    # Switching the component first, so `agent.lr=... agent=ppo` keeps lr whatever the order.
+    overrides = sorted(overrides, key=lambda item: item[0] not in OPTION_PREFIXES)
     for key, value in overrides:
         parts = key.split(".")
         if parts[0] in OPTION_PREFIXES and len(parts) > 1:

@@ -106,12 +106,22 @@ class PluginHost:
             dist = ep.dist.name if ep.dist else ""
             return (0 if dist == BUILTIN_DISTRIBUTION else 1, ep.name)
 
-        seen: set[str] = set()
+        loaded: dict[str, metadata.EntryPoint] = {}
         for ep in sorted(entry_points, key=order):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
             dist = ep.dist
+            first = loaded.get(ep.name)
+            if first is not None:
+                first_dist = first.dist.name if first.dist else None
+                if (first.value, first_dist) == (ep.value, dist.name if dist else None):
+                    continue  # the same distribution visible twice on sys.path
+                clash = PluginInfo(name=f"{ep.name}@{dist.name if dist else ep.value}",
+                                   module=ep.value, distribution=dist.name if dist else None,
+                                   version=dist.version if dist else None)
+                self.plugins[clash.name] = clash
+                self._fail(clash, f"uses the plugin name {ep.name!r}, which {first_dist} "
+                           f"({first.value}) already uses; rename its entry point")
+                continue
+            loaded[ep.name] = ep
             info = PluginInfo(
                 name=ep.name,
                 module=ep.value,

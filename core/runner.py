@@ -127,7 +127,7 @@ def _stop_on_signals(ctx: Any):
     def handler(signum: int, frame: Any) -> None:
         if ctx.stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        ctx.request_stop()
+        ctx.request_stop(signum)
         name = signal.Signals(signum).name
         print(f"\n{name}: stopping after the current update and saving a checkpoint "
               "(Ctrl-C again to quit without saving)", file=sys.stderr)
@@ -207,11 +207,11 @@ def train(config: ExperimentConfig, host: PluginHost | None = None,
     return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
 
 
-def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost | None = None,
-           show_progress: bool = True) -> Path:
-    """Continue a run from its latest checkpoint with full state and the same W&B run id.
+def prepare_resume(run_dir: Path, overrides: list[str] | None = None,
+                   host: PluginHost | None = None) -> tuple[PreparedRun, dict[str, Any], bool]:
+    """The saved run's config with ``overrides`` applied and validated (for ``--dry-run`` too).
 
-    Only ``train.*`` and ``tracking.*`` may be overridden (e.g. a longer ``train.total_steps``).
+    :return: the prepared run, its ``run.json`` and whether anything was overridden.
     """
     from forgelab.core.config import apply_overrides, parse_overrides
 
@@ -223,10 +223,29 @@ def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost |
             raise ConfigError(f"cannot change {key!r} when resuming: only train.* and "
                               "tracking.* may change", hint="start a new run instead")
     config = validate_experiment(apply_overrides(data, parsed), source=str(run_dir / CONFIG_FILE))
-    run = prepare(config, host)
-    if parsed:
-        (run_dir / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()), encoding="utf-8")
-    return _fit(run, run_dir, info, resume=True, show_progress=show_progress)
+    return prepare(config, host), info, bool(parsed)
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost | None = None,
+           show_progress: bool = True) -> Path:
+    """Continue a run from its latest checkpoint with full state and the same W&B run id.
+
+    Only ``train.*`` and ``tracking.*`` may be overridden (e.g. a longer ``train.total_steps``).
+    """
+    run, info, changed = prepare_resume(run_dir, overrides, host)
+    if changed:
+        (Path(run_dir) / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()),
+                                                 encoding="utf-8")
+    return _fit(run, Path(run_dir), info, resume=True, show_progress=show_progress)
+
+
+def exit_status(run_dir: Path) -> int:
+    """The process exit code for a finished job: 0, or 128 + the signal that stopped it
+    (130 Ctrl-C, 143 SIGTERM), so schedulers and sweep agents can tell a stopped run."""
+    info = json.loads((Path(run_dir) / RUN_INFO).read_text(encoding="utf-8"))
+    if info.get("status") != "interrupted":
+        return 0
+    return 128 + int(info.get("stop_signal") or signal.SIGINT)
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -252,10 +271,15 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
 
         state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
     wandb_config = {**run.resolved_config(), "versions": info.get("versions", {})}
-    ctx = build_context(run, run_dir, info["run_id"], "train", resume, wandb_config,
-                        progress_total=total,
-                        progress_initial=int(state["step"]) if state else 0,
-                        show_progress=show_progress)
+    try:
+        ctx = build_context(run, run_dir, info["run_id"], "train", resume, wandb_config,
+                            progress_total=total,
+                            progress_initial=int(state["step"]) if state else 0,
+                            show_progress=show_progress)
+    except ForgelabError:  # e.g. W&B could not log in: nothing ran, leave nothing behind
+        if not resume:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     try:
         component = run.factory(run.options, ctx)
     except ForgelabError:
@@ -278,14 +302,17 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         with _stop_on_signals(ctx):
             try:
                 component.fit()
+                ctx.checkpoints.save(component)
             except KeyboardInterrupt:
                 status = "interrupted"
+                info["stop_signal"] = int(signal.SIGINT)
                 print("interrupted: kept the last checkpoint; resume with "
                       f"`forgelab run --resume {run_dir}`", file=sys.stderr)
                 exit_code = 130
                 return run_dir
-            ctx.checkpoints.save(component)
         status = "interrupted" if ctx.stop_requested else "finished"
+        if ctx.stop_requested:
+            info["stop_signal"] = ctx.stop_signal
         exit_code = 0
         if ctx.stop_requested:
             print(f"stopped at step {component.step}; checkpoint saved. Resume with "

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from forgelab.core.errors import ForgelabError
+
 # Step axes: RL metrics are plotted against env steps, generative ones against epochs/steps.
 AXES = ("global_step", "epoch", "step")
 
@@ -45,11 +47,18 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def _jsonable(value: Any) -> Any:
+def _python(value: Any) -> Any:
+    """NumPy scalars and 0-d tensors as Python numbers."""
     if isinstance(value, np.generic):
-        value = value.item()
+        return value.item()
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d torch tensor
-        value = value.item()
+        return value.item()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no NaN or infinity: metrics.jsonl writes them as "nan" / "inf"."""
+    value = _python(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -100,12 +109,19 @@ class Tracker:
 
             self._wandb = wandb
             os.environ.setdefault("WANDB_SILENT", "true")
-            self._run = wandb.init(
-                dir=str(self.run_dir), id=run_id, mode=mode,
-                resume="allow" if resume else None,
-                settings=wandb.Settings(console="off", silent=True),
-                **init_kwargs,
-            )
+            try:
+                self._run = wandb.init(
+                    dir=str(self.run_dir), id=run_id, mode=mode,
+                    resume="allow" if resume else None,
+                    settings=wandb.Settings(console="off", silent=True),
+                    **init_kwargs,
+                )
+            except wandb.errors.Error as exc:  # no API key, bad key, server unreachable
+                self._jsonl.close()
+                raise ForgelabError(
+                    f"W&B could not start an {mode} run: {str(exc).splitlines()[0]}",
+                    hint="log in with `wandb login`, or run with tracking.mode=offline "
+                    "(WANDB_MODE=offline) and `wandb sync` later") from None
 
     @property
     def wandb_run(self) -> Any:
@@ -130,13 +146,15 @@ class Tracker:
     # --------------------------------------------------------------- logging
     def log(self, metrics: Mapping[str, Any], **axes: int) -> None:
         """Log scalars against one or more step axes, e.g. ``log({...}, global_step=1000)``."""
-        row = {k: _jsonable(v) for k, v in metrics.items()}
+        row = {k: _python(v) for k, v in metrics.items()}
         row.update(axes)
         self._write_jsonl(row)
         if self._run is not None:
-            self._run.log(row)
+            self._run.log(row)  # a diverging loss stays a (NaN) float on the dashboard
 
     def _write_jsonl(self, row: Mapping[str, Any]) -> None:
+        row = {k: (_jsonable(v) if not isinstance(v, dict) else
+                   {kk: _jsonable(vv) for kk, vv in v.items()}) for k, v in row.items()}
         self._jsonl.write(json.dumps({"_time": round(time.time(), 3), **row}) + "\n")
         self._jsonl.flush()
 
@@ -192,7 +210,7 @@ class Tracker:
 
     def summary(self, values: Mapping[str, Any]) -> None:
         """Set run summary values (final metrics shown in the W&B runs table)."""
-        row = {k: _jsonable(v) for k, v in values.items()}
+        row = {k: _python(v) for k, v in values.items()}
         self._write_jsonl({"summary": row})
         if self._run is not None:
             for key, value in row.items():

@@ -116,3 +116,14 @@ def test_eval_and_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert "not a forgelab run directory" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_switching_the_component_keeps_options_given_on_the_command_line() -> None:
+    from forgelab.core.config import apply_overrides, parse_overrides
+
+    data = {"agent": "dqn", "agent_options": {"buffer_size": 10}}
+    orders = (["agent.learning_rate=0.5", "agent=ppo"], ["agent=ppo", "agent.learning_rate=0.5"])
+    for order in orders:
+        result = apply_overrides(data, parse_overrides(order))
+        assert result["agent"] == "ppo"
+        assert result["agent_options"] == {"learning_rate": 0.5}  # dqn's buffer_size dropped

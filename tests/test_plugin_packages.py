@@ -86,3 +86,25 @@ def test_disable_and_strict_switches(site: Path) -> None:
     assert strict.returncode == 2
     assert "plugin 'broken'" in strict.stderr
     assert "Traceback" not in strict.stderr
+
+
+def test_a_plugin_name_already_taken_is_reported_not_dropped(tmp_path: Path) -> None:
+    package = tmp_path / "forgelab-clash"
+    (package / "forgelab_clash").mkdir(parents=True)
+    (package / "forgelab_clash" / "__init__.py").write_text("")
+    (package / "forgelab_clash" / "plugin.py").write_text("")
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "forgelab-clash"\nversion = "1.0"\n'
+        '[project.entry-points.forgelab]\nagents = "forgelab_clash.plugin"\n'
+        '[tool.setuptools]\npackages = ["forgelab_clash"]\n')
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--target", str(site), str(package)],
+                   check=True, capture_output=True, text=True, cwd=tmp_path)
+    result = forgelab_cli("plugins", "--json", env={"PYTHONPATH": str(site)})
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["agents"]["distribution"] == "forgelab"  # the built-in keeps its name
+    clash = plugins["agents@forgelab-clash"]
+    assert clash["status"] == "failed"
+    assert "'agents'" in clash["error"] and "forgelab" in clash["error"]

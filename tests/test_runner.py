@@ -90,7 +90,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: 
         for d in runs.iterdir()))
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=120)
-    assert child.returncode == 0, err
+    assert child.returncode == 128 + signal.SIGTERM, err  # 143: stopped, not finished
     assert "SIGTERM" in err and "--resume" in err
     assert "upload it with: wandb sync" in err  # offline runs say how to upload them
     run_dir = next(runs.iterdir())
@@ -101,6 +101,9 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: 
     assert 0 < stopped_at < 100000000
 
     target = stopped_at + 200
+    dry = forgelab_cli("run", "--resume", str(run_dir), f"train.total_steps={target}", "--dry-run")
+    assert dry.returncode == 0 and f"total_steps: {target}" in dry.stdout
+    assert CheckpointManager(run_dir / "checkpoints").load("latest")[0]["step"] == stopped_at
     resumed = forgelab_cli("run", "--resume", str(run_dir), f"train.total_steps={target}",
                            "--no-progress")
     assert resumed.returncode == 0, resumed.stderr

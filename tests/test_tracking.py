@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from conftest import (
     read_metrics,
     run_experiment,
+    user_env,
     wandb_config,
     wandb_history,
     wandb_of_type,
@@ -115,3 +118,27 @@ def test_auto_mode_is_online_only_with_credentials(monkeypatch: pytest.MonkeyPat
     assert resolve_mode("auto") == "online"
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert resolve_mode("online") == "offline"
+
+
+def test_non_finite_values_stay_numbers_on_wandb_and_strings_in_jsonl(tmp_path: Path) -> None:
+    tracker = Tracker(tmp_path, mode="offline", run_id="nantest1", project="forgelab")
+    tracker.log({"train/td_loss": float("nan"), "train/q_mean": np.float32(1.5)}, global_step=7)
+    tracker.finish()
+    local = read_metrics(tmp_path)[0]
+    assert local["train/td_loss"] == "nan" and local["train/q_mean"] == 1.5
+    row = next(r for r in wandb_history(wandb_records(tmp_path)) if "train/td_loss" in r)
+    assert row["train/td_loss"] != "nan"  # logged as a float (W&B shows NaN), not a string
+    assert row["global_step"] == 7
+
+
+def test_online_mode_without_credentials_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in user_env().items() if k not in {"WANDB_MODE", "WANDB_API_KEY"}}
+    env.update(HOME=str(tmp_path), NETRC=str(tmp_path / "netrc"))
+    exe = str(Path(sys.executable).parent / "forgelab")
+    result = subprocess.run([exe, "run", "cartpole-random", "tracking.mode=online",
+                             "train.total_steps=100", "--no-progress"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "W&B could not start an online run" in result.stderr
+    assert "tracking.mode=offline" in result.stderr and "Traceback" not in result.stderr
+    assert not list(Path("runs").glob("*/*"))  # no half-made run directory
