@@ -259,17 +259,25 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return read_yaml(run_dir / CONFIG_FILE), info
 
 
-def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
-         show_progress: bool) -> Path:
+def _restore(component: Any, state: dict[str, Any], checkpoint_dir: Path) -> None:
+    """Put a loaded checkpoint back: the component's state, its own files, the global RNG."""
     from forgelab.core.checkpoints import restore_rng
 
+    component.load_state_dict(state["component"])
+    if hasattr(component, "load_files"):
+        component.load_files(checkpoint_dir)
+    restore_rng(state["rng"])
+
+
+def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
+         show_progress: bool) -> Path:
     config = run.config
     total = config.train.total_steps if config.kind == "agent" else config.train.epochs
-    state = None
+    state = checkpoint_dir = None
     if resume:
         from forgelab.core.checkpoints import CheckpointManager
 
-        state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
+        state, checkpoint_dir = CheckpointManager(run_dir / "checkpoints").load("latest")
     wandb_config = {**run.resolved_config(), "versions": info.get("versions", {})}
     try:
         ctx = build_context(run, run_dir, info["run_id"], "train", resume, wandb_config,
@@ -294,11 +302,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     status = "failed"
     try:
         if state is not None:
-            checkpoint_dir = ctx.checkpoints.path("latest")
-            component.load_state_dict(state["component"])
-            if hasattr(component, "load_files"):
-                component.load_files(checkpoint_dir)
-            restore_rng(state["rng"])
+            _restore(component, state, checkpoint_dir)
         with _stop_on_signals(ctx):
             try:
                 component.fit()
@@ -332,7 +336,7 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
     data, info = load_run(run_dir)
     config = validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE))
     run = prepare(config, host)
-    from forgelab.core.checkpoints import CheckpointManager, restore_rng
+    from forgelab.core.checkpoints import CheckpointManager
 
     state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
     job_root = Path(run_dir) / f"{job_type}s"
@@ -345,10 +349,7 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
     ctx = build_context(run, job_dir, job_id, job_type, False, wandb_config, show_progress=False)
     ctx.checkpoints.tracker = None  # a job reads checkpoints; it never writes one
     component = run.factory(run.options, ctx)
-    component.load_state_dict(state["component"])
-    if hasattr(component, "load_files"):
-        component.load_files(checkpoint_dir)
-    restore_rng(state["rng"])
+    _restore(component, state, checkpoint_dir)
     return component, ctx, checkpoint_dir
 
 
