@@ -126,7 +126,7 @@ def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) 
     from forgelab.core import runner
     from forgelab.core.component import RunContext
     from forgelab.core.config import validate_experiment
-    from forgelab.core.device import resolve_device, seed_everything
+    from forgelab.core.device import configure_cpu_math, resolve_device, seed_everything
     from forgelab.core.progress import Progress
     from forgelab.core.tracking import Tracker
 
@@ -162,6 +162,7 @@ def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) 
     run_dir = workdir / f"forgelab-{algo}-{seed}"
     run_dir.mkdir(parents=True)
     seed_everything(seed)
+    configure_cpu_math()  # as forgelab's runner does for every job
     ctx = BenchContext(config=config, run_dir=run_dir, device=resolve_device(args.device),
                        seed=seed, tracker=BenchTracker(run_dir, mode="disabled", run_id="bench"),
                        checkpoints=_NoCheckpoints(), progress=Progress(None, enabled=False),
@@ -204,6 +205,7 @@ class _NoCheckpoints:
 # ----------------------------------------------------------------------------------- SB3
 def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Result:
     """Train SB3's DQN / PPO with the same hyperparameters and the same evaluation."""
+    import torch
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -252,6 +254,8 @@ def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Re
                 episodes = run_episodes(eval_env, self._policy, 10, seed=eval_seed)
                 clock.end_eval(self.num_timesteps, float(np.mean(episodes.returns)))
 
+    # SB3 as it ships: torch's default denormal handling, unless asked to match forgelab's.
+    torch.set_flush_denormal(args.sb3_flush_denormal)
     clock.start()
     env = make_vec_env(ENV_ID, n_envs=zoo["n_envs"], seed=seed)
     cls = {"dqn": DQN, "ppo": PPO}[algo]
@@ -349,6 +353,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device for both frameworks")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both frameworks (small MLPs: 1 is fastest)")
+    parser.add_argument("--sb3-flush-denormal", action="store_true",
+                        help="give SB3 forgelab's CPU setting too (flush denormals to zero; "
+                             "default: SB3 as it ships)")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
     args = parser.parse_args(argv)
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]

@@ -39,6 +39,20 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"device: unknown device {name!r}", hint="auto, cpu, cuda, cuda:N or mps")
 
 
+def configure_cpu_math(flush_denormal: bool = True) -> bool:
+    """Flush denormal floats to zero in CPU kernels (x86 FTZ/DAZ; TensorFlow's default too).
+
+    Why: Adam's moment estimates of a parameter whose gradient is exactly zero (a dead ReLU
+    unit) shrink geometrically into the denormal range, where x86 arithmetic is 10-100x slower.
+    On DQN's CartPole network that made the optimizer step 3x slower and a whole gradient step
+    about 1.4x slower. Values below ~1e-38 become 0, which changes no result that matters.
+    The setting is per process, so one forgelab job sets it once.
+
+    :return: whether this CPU supports the setting (it is a no-op where it does not).
+    """
+    return bool(torch.set_flush_denormal(flush_denormal))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (environments are seeded by their first reset)."""
     random.seed(seed)
