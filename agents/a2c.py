@@ -29,12 +29,12 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
-    adam,
     approx_kl,
     gae,
     truncated_final_obs,
 )
 from forgelab.core.component import RunContext
+from forgelab.core.device import fast_adam
 
 
 class A2CConfig(PolicyConfig):
@@ -82,8 +82,8 @@ class A2C(PolicyGradientAgent):
                                                  lr=options.learning_rate, alpha=0.99,
                                                  eps=options.rms_prop_eps)
         else:
-            self.optimizer = adam(self.policy.parameters(), options.learning_rate,
-                                  options.rms_prop_eps)
+            self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate,
+                                       eps=options.rms_prop_eps)
         t, n = options.n_steps, self.num_envs
         obs_dim = self.policy.actor.in_features
         act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)

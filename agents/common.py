@@ -155,16 +155,6 @@ class ActorCritic(nn.Module):
         return logp, h, self.value(obs)
 
 
-def adam(params: Any, lr: float, eps: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per parameter where torch supports it (several times less
-    per-step overhead than the default for-loop implementation on small networks)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-    except (RuntimeError, TypeError):  # torch < 2.4 on CPU, or a device without fused Adam
-        return torch.optim.Adam(params, lr=lr, eps=eps)
-
-
 # ------------------------------------------------------------------ observation scaling
 class RunningMeanStd:
     """Running mean and variance of observations (Chan et al.'s parallel update).

@@ -55,6 +55,7 @@ from torch import nn
 
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
+from forgelab.core.device import fast_adam
 from forgelab.core.environments import completed_episodes, final_observations
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
@@ -273,7 +274,7 @@ class DQN:
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.params = list(self.q_net.parameters())  # listed once: clipping walks it every step
-        self.optimizer = torch.optim.Adam(self.params, lr=options.learning_rate, **_fast_adam())
+        self.optimizer = fast_adam(self.params, lr=options.learning_rate)
         self.greedy = NumpyGreedy(self.q_net, options.activation)
         self.buffer = ReplayBuffer(options.buffer_size, obs_space.shape, obs_space.dtype)
         self.rng = np.random.default_rng(ctx.seed)  # ε-greedy and minibatch sampling
@@ -471,11 +472,3 @@ class DQN:
 def _numpy(value: Any) -> np.ndarray:
     return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
-
-def _fast_adam() -> dict[str, bool]:
-    """The fused Adam kernel (one kernel for all parameters) where this torch has it on CPU."""
-    try:
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return {"foreach": True}
-    return {"fused": True}

@@ -37,11 +37,11 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
-    adam,
     gae,
     truncated_final_obs,
 )
 from forgelab.core.component import RunContext
+from forgelab.core.device import fast_adam
 from forgelab.core.errors import ConfigError
 
 
@@ -103,7 +103,8 @@ class PPO(PolicyGradientAgent):
                 f"{_divisor_near(rollout, options.batch_size)}")
         super().__init__(options, ctx)
         self.opt = options
-        self.optimizer = adam(self.policy.parameters(), options.learning_rate, options.adam_eps)
+        self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate,
+                                   eps=options.adam_eps)
         # Preallocated rollout storage: observations and actions on the training device (they
         # feed the minibatches), rewards and episode ends in NumPy (they feed GAE).
         t, n = options.n_steps, self.num_envs

@@ -33,11 +33,11 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
-    adam,
     approx_kl,
     truncated_final_obs,
 )
 from forgelab.core.component import RunContext
+from forgelab.core.device import fast_adam
 
 
 class ReinforceConfig(PolicyConfig):
@@ -72,7 +72,7 @@ class Reinforce(PolicyGradientAgent):
     def __init__(self, options: ReinforceConfig, ctx: RunContext) -> None:
         super().__init__(options, ctx)
         self.opt = options
-        self.optimizer = adam(self.policy.parameters(), options.learning_rate, 1e-8)
+        self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate, eps=1e-8)
         # The episode each env is playing: lists of (preprocessed) observations, actions, rewards,
         # and the complete episodes waiting for the next update (both go in checkpoints).
         self.running: list[dict[str, Any]] = [self._empty() for _ in range(self.num_envs)]

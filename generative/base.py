@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from forgelab.core.component import RunContext
+from forgelab.core.device import fast_adam
 from forgelab.core.errors import ForgelabError
 from forgelab.generative.datasets import Splits
 from forgelab.generative.images import make_grid, save_png, scatter_image
@@ -93,8 +94,8 @@ class GenerativeModel:
         self.generator = torch.Generator().manual_seed(ctx.seed)  # the shuffling order
         self._order: torch.Tensor | None = None  # this epoch's permutation, while in an epoch
         self._position = 0  # samples of ``_order`` already used
-        self._sums: dict[str, Any] = {}  # train/ losses since the last train/ row
-        self._count = 0
+        self._losses: dict[str, list[Any]] = {}  # train/ losses since the last train/ row
+        self._count = 0  # batches since the last train/ row
         self._timing = [0.0, 0.0, 0]  # wall s, CPU s, epochs since the last perf/ row
         # Small datasets live on the device whole: indexing a tensor beats a DataLoader.
         self.train_x = self.data.train.x.to(self.device)
@@ -104,11 +105,11 @@ class GenerativeModel:
     def add_network(self, name: str, module: nn.Module, lr: float,
                     betas: tuple[float, float] = (0.9, 0.999),
                     weight_decay: float = 0.0) -> nn.Module:
-        """Move ``module`` to the device and give it its own Adam optimizer."""
+        """Move ``module`` to the device and give it its own Adam optimizer (fused kernel)."""
         module = module.to(self.device)
         self.networks[name] = module
-        self.optimizers[name] = torch.optim.Adam(module.parameters(), lr=lr, betas=betas,
-                                                 weight_decay=weight_decay)
+        self.optimizers[name] = fast_adam(module.parameters(), lr=lr, betas=betas,
+                                          weight_decay=weight_decay)
         return module
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
@@ -244,11 +245,13 @@ class GenerativeModel:
         return True
 
     def _accumulate(self, losses: dict[str, torch.Tensor | float]) -> None:
-        # summed as tensors, read once per row: no device sync (``.item()``) on every batch
+        # Kept as they come and averaged once per row: no device sync (``.item()``) and no
+        # tensor arithmetic per batch. Each key is averaged over the batches that reported it
+        # (a WGAN generator loss exists only every n_critic batches).
         for key, value in losses.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach()
-            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._losses.setdefault(key, []).append(value)
         self._count += 1
         if self._count >= self.options.log_every:
             self._flush_train_row()
@@ -256,9 +259,9 @@ class GenerativeModel:
     def _flush_train_row(self) -> None:
         if not self._count:
             return
-        row = {f"train/{k}": float(v) / self._count for k, v in self._sums.items()}
+        row = {f"train/{key}": _mean(values) for key, values in self._losses.items()}
         self.ctx.tracker.log(row, step=self.batches_seen)
-        self._sums, self._count = {}, 0
+        self._losses, self._count = {}, 0
 
     def validate_and_log(self) -> dict[str, float]:
         """Validation metrics and media at the current epoch; keeps the ``best`` checkpoint.
@@ -345,3 +348,10 @@ class GenerativeModel:
         self.generator.set_state(state["generator"])
         self._order = state["order"] if len(state["order"]) else None
         self._position = int(state["position"])
+
+
+def _mean(values: list[Any]) -> float:
+    """The mean of logged losses: 0-d tensors (stacked, one read) or plain numbers."""
+    if all(isinstance(v, torch.Tensor) for v in values):
+        return float(torch.stack(values).float().mean())
+    return float(np.mean([float(v) for v in values]))
