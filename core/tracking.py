@@ -202,10 +202,12 @@ class Tracker:
             return
         artifact = self._wandb.Artifact(name=name, type=type, metadata=dict(metadata or {}))
         path = Path(path)
-        if path.is_dir():
-            artifact.add_dir(str(path))
-        else:
-            artifact.add_file(str(path))
+        # File by file: add_dir starts a hashing thread pool per call, ~5x slower for the
+        # handful of files in a checkpoint folder.
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            name = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            artifact.add_file(str(file), name=name)
         self._run.log_artifact(artifact, aliases=aliases)
 
     def summary(self, values: Mapping[str, Any]) -> None:

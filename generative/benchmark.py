@@ -5,11 +5,13 @@
    checkpoints) beside :func:`plain_vae_loop`, a plain training loop written out below with the
    identical architecture (MLP 64-256-256-2x16 / 16-256-256-64, Bernoulli decoder) and
    hyperparameters (Adam 1e-3, batch 64, dynamic binarisation, 10-epoch KL warm-up), in one
-   process, alternating between the two to share the machine's load fairly. It prints the time
-   per epoch of both (the training passes alone, as wall and CPU time, and end to end from the
-   first to the last validation, including validation, media, checkpoints and logging every
-   ``eval_every`` epochs; target ratio forgelab / plain <= 1.1) and the test NLL of both (IWAE
-   bound with k = 1000, the same measuring function for both).
+   process, alternating between the loops to share the machine's load fairly. It prints the
+   time per epoch of each (the training passes alone, as wall and CPU time, and end to end from
+   the first to the last validation, including validation, media, checkpoints and logging every
+   ``eval_every`` epochs; target ratio forgelab / plain <= 1.1) and the test NLL of each (IWAE
+   bound with k = 1000, the same measuring function for all). A third loop, the plain one with
+   torch's fused Adam kernel (which forgelab uses), shows how much of the difference is that
+   kernel and how much is forgelab's own per-batch and per-evaluation work.
 2. **GAN mode coverage** on ``ring8`` and ``grid25`` over >= 5 seeds, from
    :mod:`forgelab.generative.benchmark_gan`.
 
@@ -41,8 +43,11 @@ LATENT, HIDDEN, LR, BATCH, WARMUP_EPOCHS = 16, 256, 1e-3, 64, 10
 
 # ------------------------------------------------------------------ the plain loop
 def plain_vae_loop(epochs: int, eval_every: int, seed: int, device: torch.device,
-                   nll_samples: int = 1000) -> dict[str, Any]:
+                   nll_samples: int = 1000, fused_adam: bool = False) -> dict[str, Any]:
     """A VAE on binarised digits written as a plain PyTorch loop, without forgelab's runner.
+
+    :param fused_adam: use torch's fused Adam kernel, as forgelab does (the default is the
+        ``torch.optim.Adam(params, lr)`` a plain loop usually has).
 
     :return: per-epoch training seconds, end-to-end seconds, test NLL and parameter count.
     """
@@ -56,7 +61,7 @@ def plain_vae_loop(epochs: int, eval_every: int, seed: int, device: torch.device
     decoder = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN),
                             nn.ReLU(), nn.Linear(HIDDEN, 64)).to(device)
     params = [*encoder.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.Adam(params, lr=LR)
+    optimizer = torch.optim.Adam(params, lr=LR, **({"fused": True} if fused_adam else {}))
     order_rng = torch.Generator().manual_seed(seed)
 
     def neg_elbo_terms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,17 +147,32 @@ def forgelab_vae_run(epochs: int, eval_every: int, seed: int, device: str, outpu
             "parameters": params, "run_dir": str(run_dir)}
 
 
+#: the loops compared: forgelab, the plain loop as usually written, and the plain loop with
+#: forgelab's fused Adam (what is left is forgelab's own overhead)
+LOOPS = {"forgelab": "forgelab", "plain": "plain PyTorch", "plain_fused": "plain, fused Adam"}
+
+
 def vae_comparison(epochs: int = 50, eval_every: int = 10, repeats: int = 2, seed: int = 0,
                    device: str = "cpu", nll_samples: int = 1000) -> dict[str, Any]:
-    """Alternate forgelab and plain runs ``repeats`` times each; medians of the timings."""
+    """Alternate the three loops ``repeats`` times each; medians of the timings."""
     torch.set_num_threads(1)
-    results: dict[str, list[dict[str, Any]]] = {"forgelab": [], "plain": []}
+    # forgelab's runner flushes denormals to zero (process-wide): the plain loops get it too,
+    # so the comparison measures the loops, not that setting.
+    from forgelab.core.device import configure_cpu_math
+
+    configure_cpu_math()
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in LOOPS}
     with tempfile.TemporaryDirectory(prefix="forgelab-vae-bench-") as tmp:
         for r in range(repeats):
-            results["forgelab"].append(forgelab_vae_run(epochs, eval_every, seed, device,
-                                                        str(Path(tmp) / f"r{r}"), nll_samples))
-            results["plain"].append(plain_vae_loop(epochs, eval_every, seed,
-                                                   torch.device(device), nll_samples))
+            order = list(LOOPS) if r % 2 == 0 else list(LOOPS)[::-1]
+            for name in order:
+                if name == "forgelab":
+                    run = forgelab_vae_run(epochs, eval_every, seed, device,
+                                           str(Path(tmp) / f"r{r}"), nll_samples)
+                else:
+                    run = plain_vae_loop(epochs, eval_every, seed, torch.device(device),
+                                         nll_samples, fused_adam=name == "plain_fused")
+                results[name].append(run)
     summary: dict[str, Any] = {"epochs": epochs, "eval_every": eval_every, "repeats": repeats,
                                "device": device, "nll_samples": nll_samples}
     span_epochs = epochs - eval_every if epochs > eval_every else 1
@@ -168,17 +188,14 @@ def vae_comparison(epochs: int = 50, eval_every: int = 10, repeats: int = 2, see
             "val_neg_elbo": statistics.fmean(r["val_neg_elbo"] for r in runs),
             "parameters": runs[0]["parameters"],
         }
-    summary["ratio_train_epoch"] = (summary["forgelab"]["train_epoch_s"]
-                                    / summary["plain"]["train_epoch_s"])
-    summary["ratio_train_epoch_cpu"] = (summary["forgelab"]["train_epoch_cpu_s"]
-                                        / summary["plain"]["train_epoch_cpu_s"])
-    summary["ratio_end_to_end"] = (summary["forgelab"]["end_to_end_epoch_s"]
-                                   / summary["plain"]["end_to_end_epoch_s"])
+    for name in ("plain", "plain_fused"):
+        summary[f"ratio_{name}"] = {
+            key: summary["forgelab"][key] / summary[name][key]
+            for key in ("train_epoch_s", "train_epoch_cpu_s", "end_to_end_epoch_s")}
     return summary
 
 
 def format_vae_table(s: dict[str, Any]) -> str:
-    f, p = s["forgelab"], s["plain"]
     k = f"k={s['nll_samples']}"
     lines = [
         f"VAE on digits ({s['epochs']} epochs, validation every {s['eval_every']}, "
@@ -186,15 +203,16 @@ def format_vae_table(s: dict[str, Any]) -> str:
         f"| loop | params | s / epoch, training pass (wall) | (CPU) | "
         f"s / epoch, end to end (wall) | val -ELBO | test NLL ({k}) |",
         "|---|---|---|---|---|---|---|",
-        f"| forgelab | {f['parameters']} | {f['train_epoch_s']:.4f} | "
-        f"{f['train_epoch_cpu_s']:.4f} | {f['end_to_end_epoch_s']:.4f} | "
-        f"{f['val_neg_elbo']:.2f} | {f['test_nll']:.2f} |",
-        f"| plain PyTorch | {p['parameters']} | {p['train_epoch_s']:.4f} | "
-        f"{p['train_epoch_cpu_s']:.4f} | {p['end_to_end_epoch_s']:.4f} | "
-        f"{p['val_neg_elbo']:.2f} | {p['test_nll']:.2f} |",
-        f"| ratio forgelab / plain | | {s['ratio_train_epoch']:.3f} | "
-        f"{s['ratio_train_epoch_cpu']:.3f} | {s['ratio_end_to_end']:.3f} | | |",
     ]
+    for name, label in LOOPS.items():
+        row = s[name]
+        lines.append(f"| {label} | {row['parameters']} | {row['train_epoch_s']:.4f} | "
+                     f"{row['train_epoch_cpu_s']:.4f} | {row['end_to_end_epoch_s']:.4f} | "
+                     f"{row['val_neg_elbo']:.2f} | {row['test_nll']:.2f} |")
+    for name in ("plain", "plain_fused"):
+        r = s[f"ratio_{name}"]
+        lines.append(f"| ratio forgelab / {LOOPS[name]} | | {r['train_epoch_s']:.3f} | "
+                     f"{r['train_epoch_cpu_s']:.3f} | {r['end_to_end_epoch_s']:.3f} | | |")
     return "\n".join(lines)
 
 
@@ -214,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         result = vae_comparison(args.epochs, args.eval_every, args.repeats, 0, args.device,
                                 args.nll_samples)
         print(format_vae_table(result), flush=True)
-        target = "met" if result["ratio_end_to_end"] <= 1.1 else "NOT met"
-        print(f"target forgelab / plain <= 1.1 (end to end): {target}\n", flush=True)
+        ratios = result["ratio_plain"]
+        met = max(ratios["train_epoch_s"], ratios["end_to_end_epoch_s"]) <= 1.1
+        print(f"target forgelab / plain PyTorch <= 1.1 per epoch (training pass and end to "
+              f"end): {'met' if met else 'NOT met'}\n", flush=True)
     if not args.skip_gan:
         try:
             from forgelab.generative.benchmark_gan import mode_coverage_table
