@@ -7,6 +7,7 @@ credentials exist and offline otherwise; ``WANDB_MODE`` always wins.
 
 from __future__ import annotations
 
+import configparser
 import json
 import math
 import netrc
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -26,15 +28,32 @@ AXES = ("global_step", "epoch", "step")
 
 
 def wandb_credentials_present() -> bool:
-    """True when W&B can log in without asking: an API key in the environment or ~/.netrc."""
+    """True when W&B can log in without asking: an API key in the environment, or a key in
+    the netrc file for the W&B server in use (``WANDB_BASE_URL``, else the ``base_url`` that
+    ``wandb login --host URL`` saved in W&B's settings file, else api.wandb.ai)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    netrc_file = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
     try:
-        auth = netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai")
-                                            .removeprefix("https://").removeprefix("http://"))
+        auth = netrc.netrc(netrc_file).authenticators(wandb_host())
     except (OSError, netrc.NetrcParseError):
         return False
     return bool(auth and auth[2])
+
+
+def wandb_host() -> str:
+    """Host name of the W&B server runs go to (as wandb itself resolves it)."""
+    url = os.environ.get("WANDB_BASE_URL")
+    if not url:
+        config_dir = os.environ.get("WANDB_CONFIG_DIR") or os.path.join(
+            os.path.expanduser("~"), ".config", "wandb")
+        settings = configparser.ConfigParser()
+        try:
+            settings.read(os.path.join(config_dir, "settings"), encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            pass  # a broken settings file: wandb will say so itself; assume the default
+        url = settings.get("default", "base_url", fallback="https://api.wandb.ai")
+    return urlparse(url if "//" in url else f"https://{url}").hostname or "api.wandb.ai"
 
 
 def resolve_mode(mode: str) -> str:

@@ -19,7 +19,7 @@ from conftest import (
     wandb_records,
 )
 
-from forgelab.core.tracking import Tracker, resolve_mode
+from forgelab.core.tracking import Tracker, resolve_mode, wandb_host
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,27 @@ def test_auto_mode_is_online_only_with_credentials(monkeypatch: pytest.MonkeyPat
     assert resolve_mode("auto") == "online"
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert resolve_mode("online") == "offline"
+
+
+def test_auto_mode_finds_a_self_hosted_login(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """`wandb login --host URL` keeps the key under that host in ~/.netrc and the URL in
+    W&B's settings file; auto mode must look the key up for that host, not api.wandb.ai."""
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_CONFIG_DIR", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    netrc_file = tmp_path / ".netrc"
+    netrc_file.write_text(f"machine wandb.example.org\n  login user\n  password {'k' * 40}\n")
+    netrc_file.chmod(0o600)
+    assert wandb_host() == "api.wandb.ai"
+    assert resolve_mode("auto") == "offline"  # a key, but for another server
+    settings = tmp_path / ".config" / "wandb" / "settings"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("[default]\nbase_url = https://wandb.example.org:8080\n")
+    assert wandb_host() == "wandb.example.org"
+    assert resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://other.example.org")  # the variable wins
+    assert resolve_mode("auto") == "offline"
 
 
 def test_non_finite_values_stay_numbers_on_wandb_and_strings_in_jsonl(tmp_path: Path) -> None:
