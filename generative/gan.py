@@ -32,8 +32,15 @@ penalises a generator that drops modes. ``pack=1`` is the plain GAN.
 
 Other training options, all off by default except the first: batch normalisation in the
 generator (DCGAN, Radford et al. 2016, https://arxiv.org/abs/1511.06434), a faster
-discriminator (``d_learning_rate``; TTUR, Heusel et al. 2017, https://arxiv.org/abs/1706.08500)
-and a linear decay of both learning rates to 0 (``lr_decay``).
+discriminator (``d_learning_rate``; TTUR, Heusel et al. 2017, https://arxiv.org/abs/1706.08500),
+a linear decay of both learning rates to 0 (``lr_decay``), the R1 gradient penalty on real data
+(``r1_gamma``; Mescheder, Geiger & Nowozin 2018, https://arxiv.org/abs/1801.04406), added to
+the GAN's ``L_D``::
+
+      L_D += gamma / 2 * E_x[ ||grad_x D(x)||_2^2 ]
+
+and spectral normalisation of the discriminator's layers (``spectral_norm``; Miyato et al.
+2018, https://arxiv.org/abs/1802.05957).
 
 On 2-D points the networks work on standardised data ``(x - mean) / scale`` (one scale for both
 coordinates, fixed from the training set) and samples are mapped back, so one set of
@@ -64,16 +71,18 @@ from forgelab.generative.toy import METRIC_SAMPLES, coverage_of
 
 # ------------------------------------------------------------------------------ networks
 def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, activation: type[nn.Module],
-        batch_norm: bool = False) -> nn.Sequential:
+        batch_norm: bool = False, spectral_norm: bool = False) -> nn.Sequential:
     """``layers`` hidden layers of ``hidden`` units (each optionally batch-normalised before its
-    activation), then a linear output."""
+    activation), then a linear output; ``spectral_norm`` divides every weight matrix by its
+    largest singular value (Miyato et al. 2018)."""
+    sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda layer: layer)
     modules: list[nn.Module] = []
     for i in range(layers):
-        modules.append(nn.Linear(in_dim if i == 0 else hidden, hidden))
+        modules.append(sn(nn.Linear(in_dim if i == 0 else hidden, hidden)))
         if batch_norm:
             modules.append(nn.BatchNorm1d(hidden))
         modules.append(activation())
-    modules.append(nn.Linear(hidden if layers else in_dim, out_dim))
+    modules.append(sn(nn.Linear(hidden if layers else in_dim, out_dim)))
     return nn.Sequential(*modules)
 
 
@@ -139,27 +148,30 @@ class Discriminator(nn.Module):
     :param layers: hidden layers of the MLP (the conv critic has one after its convolutions).
     :param num_classes: size of the one-hot label input (0 = unconditional).
     :param pack: samples judged together (PacGAN); 1 = a plain discriminator.
+    :param spectral_norm: spectral normalisation of every layer (Miyato et al. 2018).
     """
 
     def __init__(self, shape: tuple[int, ...], arch: str, hidden: int, layers: int,
-                 num_classes: int = 0, pack: int = 1) -> None:
+                 num_classes: int = 0, pack: int = 1, spectral_norm: bool = False) -> None:
         super().__init__()
         self.shape, self.num_classes, self.pack, self.arch = tuple(shape), num_classes, pack, arch
         labels = pack * num_classes
         if arch == "mlp":
             self.features = nn.Flatten()
-            self.head = mlp(pack * math.prod(shape) + labels, hidden, layers, 1, LeakyReLU)
+            self.head = mlp(pack * math.prod(shape) + labels, hidden, layers, 1, LeakyReLU,
+                            spectral_norm=spectral_norm)
         else:
             channels, height, width = shape
             levels = conv_levels(height, width)
-            modules: list[nn.Module] = [nn.Conv2d(pack * channels, 32, 3, padding=1),
+            sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda c: c)
+            modules: list[nn.Module] = [sn(nn.Conv2d(pack * channels, 32, 3, padding=1)),
                                         LeakyReLU()]
             for i in range(levels):  # each level halves the resolution
-                modules += [nn.Conv2d(32 * 2**i, 64 * 2**i, 4, stride=2, padding=1),
+                modules += [sn(nn.Conv2d(32 * 2**i, 64 * 2**i, 4, stride=2, padding=1)),
                             LeakyReLU()]
             self.features = nn.Sequential(*modules, nn.Flatten())
             size = 32 * 2**levels * (height // 2**levels) * (width // 2**levels)
-            self.head = mlp(size + labels, hidden, 1, 1, LeakyReLU)
+            self.head = mlp(size + labels, hidden, 1, 1, LeakyReLU, spectral_norm=spectral_norm)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         groups = len(x) // self.pack
@@ -192,6 +204,12 @@ class GANConfig(GenerativeConfig):
         without it. The discriminator never has it (the gradient penalty is per sample).
     :param lr_decay: decay both learning rates linearly to 0 over ``train.epochs`` (late, small
         steps let the generator settle on sharp modes instead of oscillating between them).
+    :param r1_gamma: weight ``gamma`` of the R1 penalty ``gamma / 2 E_x[||grad_x D(x)||^2]`` on
+        real data (Mescheder et al. 2018); 0 = off. It damps the discriminator's gradients where
+        the data are, so the game converges instead of circling around its equilibrium. The
+        gradient is taken in the networks' (standardised) coordinates.
+    :param spectral_norm: spectral normalisation of the discriminator's layers (Miyato et al.
+        2018): every weight matrix divided by its largest singular value.
     """
 
     batch_size: int = Field(256, gt=0, description="samples per update")
@@ -209,6 +227,10 @@ class GANConfig(GenerativeConfig):
     batch_norm: bool = Field(True, description="batch normalisation in the generator (DCGAN)")
     lr_decay: bool = Field(False, description="decay the learning rates linearly to 0 over "
                            "train.epochs")
+    r1_gamma: float = Field(0.0, ge=0, description="weight of the R1 gradient penalty on real "
+                            "data (0: off)")
+    spectral_norm: bool = Field(False, description="spectral normalisation of the "
+                                "discriminator's layers")
 
     @model_validator(mode="after")
     def _pack_divides_batch(self) -> GANConfig:
@@ -263,7 +285,8 @@ class GAN(GenerativeModel):
         self.discriminator = self.add_network(
             "discriminator",
             Discriminator(data.sample_shape, options.arch, options.hidden, options.layers,
-                          num_classes=classes, pack=options.pack),
+                          num_classes=classes, pack=options.pack,
+                          spectral_norm=options.spectral_norm),
             lr=options.d_learning_rate or options.learning_rate,
             betas=(options.beta1, options.beta2))
         self.base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
@@ -290,10 +313,25 @@ class GAN(GenerativeModel):
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor,
                            y: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """``L_D = -E[log sigma(D(x))] - E[log(1 - sigma(D(G(z))))]``; ``loss`` is optimised."""
+        """``L_D = -E[log sigma(D(x))] - E[log(1 - sigma(D(G(z))))]`` (logged as ``d_loss``),
+        plus ``gamma / 2 E[||grad_x D(x)||^2]`` when training with ``r1_gamma > 0`` (logged as
+        ``r1_penalty``); ``loss`` is optimised."""
+        r1 = self.options.r1_gamma > 0 and torch.is_grad_enabled()  # validation: no_grad
+        if r1:
+            real = real.detach().requires_grad_(True)
         d_real, d_fake = self.discriminator(real, y), self.discriminator(fake, y)
         loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        return {"loss": loss, "d_loss": loss.detach()}
+        terms = {"d_loss": loss.detach()}
+        if r1:
+            # R1 (Mescheder et al. 2018, eq. 9): the discriminator's squared gradient norm on
+            # real data; a flat D where the data are stops the generator being pushed past
+            # the modes it already covers (the oscillation of the unregularised game). With
+            # packing, the gradient is with respect to the whole packed input.
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            penalty = grad.reshape(len(d_real), -1).pow(2).sum(1).mean()
+            loss = loss + 0.5 * self.options.r1_gamma * penalty
+            terms["r1_penalty"] = penalty.detach()
+        return {"loss": loss, **terms}
 
     def generator_loss(self, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Non-saturating ``L_G = -E[log sigma(D(G(z)))]``."""
@@ -396,6 +434,13 @@ class WGANGPConfig(GANConfig):
     beta2: float = Field(0.9, ge=0, lt=1, description="Adam beta2")
     n_critic: int = Field(5, ge=1, description="critic steps per generator step")
     gp_weight: float = Field(10.0, ge=0, description="gradient penalty weight lambda")
+
+    @model_validator(mode="after")
+    def _no_r1(self) -> WGANGPConfig:
+        if self.r1_gamma:
+            raise ValueError("r1_gamma is an option of the gan and cgan; the wgan-gp's "
+                             "gradient penalty is gp_weight")
+        return self
 
 
 class WGANGP(GAN):
