@@ -275,26 +275,31 @@ class VAE(GenerativeModel):
         mu, log_var = self.encoder(x, self.labels(y)).chunk(2, dim=1)
         return mu, log_var
 
-    def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """``log p(x | z)`` summed over pixels; ``logits`` may carry extra leading dims."""
+    def reconstruction_nll(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """``-log p(x | z)`` summed over pixels; ``logits`` may carry extra leading dims.
+
+        Written as the negative log-likelihood (the loss term) so that training needs no
+        negations; :meth:`log_weights` flips its sign once.
+        """
         x = x.expand_as(logits)
         if self.options.decoder == "bernoulli":
-            log_p = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
         else:
-            # N(x; m, s^2) = -(x - m)^2 / (2 s^2) - log s - log(2 pi) / 2, s >= 0.01
+            # -log N(x; m, s^2) = (x - m)^2 / (2 s^2) + log s + log(2 pi) / 2, s >= 0.01
             log_s = self.decoder.log_scale.clamp(min=math.log(0.01))
-            log_p = (-0.5 * ((x - torch.sigmoid(logits)) / log_s.exp()) ** 2
-                     - log_s - 0.5 * math.log(2 * math.pi))
-        return log_p.flatten(-len(self.data.sample_shape)).sum(-1)
+            nll = (0.5 * ((x - torch.sigmoid(logits)) / log_s.exp()) ** 2
+                   + log_s + 0.5 * math.log(2 * math.pi))
+        return nll.flatten(-len(self.data.sample_shape)).sum(-1)
 
     def elbo_terms(self, x: torch.Tensor, y: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per image: ``log p(x | z)`` at one sample ``z = mu + sigma * eps``, and the KL."""
+        """Per image: ``-log p(x | z)`` at one sample ``z = mu + sigma * eps``, and the KL
+        (their sum is the negative ELBO)."""
         mu, log_var = self.encode(x, y)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        log_px_z = self.log_likelihood(x, self.decoder(z, self.labels(y)))
+        recon = self.reconstruction_nll(x, self.decoder(z, self.labels(y)))
         kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
-        return log_px_z, kl
+        return recon, kl
 
     def kl_weight(self) -> float:
         """``beta_t = beta * min(1, t / T_warmup)``, ``t`` counted in batches."""
@@ -305,18 +310,19 @@ class VAE(GenerativeModel):
     # --- training
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None
                    ) -> dict[str, torch.Tensor | float]:
-        log_px_z, kl = self.elbo_terms(x, y)
+        recon, kl = self.elbo_terms(x, y)
         beta = self.kl_weight()
-        loss = (-log_px_z + beta * kl).mean()
+        loss = (recon + beta * kl).mean()  # -E_q[log p(x|z)] + beta_t KL, batch mean
         self.optimize("vae", loss)
-        return {"loss": loss, "recon": -log_px_z.mean(), "kl": kl.mean(), "kl_weight": beta}
+        # per-image values: the train/ row averages them, so no per-batch mean is needed here
+        return {"loss": loss, "recon": recon.detach(), "kl": kl.detach(), "kl_weight": beta}
 
     def validate(self, split: str) -> dict[str, float]:
         recon = kl = 0.0
         n = 0
         for x, y in self.batches(split):
-            log_px_z, kl_b = self.elbo_terms(x, y)
-            recon -= float(log_px_z.sum())
+            recon_b, kl_b = self.elbo_terms(x, y)
+            recon += float(recon_b.sum())
             kl += float(kl_b.sum())
             n += len(x)
         return {"neg_elbo": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
@@ -335,7 +341,7 @@ class VAE(GenerativeModel):
         labels = labels.repeat(k) if labels is not None else None
         logits = self.decoder(z.reshape(-1, mu.shape[1]), labels)
         logits = logits.view(k, len(x), *self.data.sample_shape)
-        return self.log_likelihood(x, logits) + log_prior - log_q
+        return -self.reconstruction_nll(x, logits) + log_prior - log_q
 
     def test_metrics(self) -> dict[str, float]:
         metrics = self.validate("test")

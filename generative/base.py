@@ -5,7 +5,8 @@ A model subclasses :class:`GenerativeModel` and writes only what is its own:
 * ``__init__``: build the networks, register each with :meth:`~GenerativeModel.add_network`
   (one optimizer per network).
 * :meth:`~GenerativeModel.train_step` ``(x, y) -> {name: loss}``: one update on one batch,
-  calling :meth:`~GenerativeModel.optimize` for each network it updates.
+  calling :meth:`~GenerativeModel.optimize` for each network it updates. A logged value may
+  be a number, a 0-d tensor or a tensor of per-sample values (the row holds their mean).
 * :meth:`~GenerativeModel.validate` ``(split) -> {name: value}``: metrics on a whole split
   (``"val"`` every ``train.eval_every`` epochs, ``"test"`` at the end); the key named by
   ``best_metric`` (lower is better) picks the ``best`` checkpoint.
@@ -351,7 +352,8 @@ class GenerativeModel:
 
 
 def _mean(values: list[Any]) -> float:
-    """The mean of logged losses: 0-d tensors (stacked, one read) or plain numbers."""
+    """The mean of logged losses: tensors (read once; a tensor of per-sample values counts
+    as its samples, all batches have the same size) or plain numbers."""
     if all(isinstance(v, torch.Tensor) for v in values):
-        return float(torch.stack(values).float().mean())
+        return float(torch.cat([v.reshape(-1) for v in values]).float().mean())
     return float(np.mean([float(v) for v in values]))
