@@ -316,6 +316,12 @@ def summarize(results: list[Result], threshold: float) -> str:
             ratios = [_ratio(a, b) for a, b in zip(fl, sb, strict=True)]
             lines.append(f"{algo:<5} {'fl / sb3':<9} {'':>7} {ratios[0]:>13} {ratios[1]:>14} "
                          f"{ratios[2]:>13} {ratios[3]:>10}")
+            for framework in ("forgelab", "sb3"):  # the spread behind the medians
+                per_seed = sorted(r.threshold_step if r.threshold_step is not None else math.inf
+                                  for r in results if r.algo == algo and r.framework == framework)
+                lines.append(f"      {framework} steps to thr per seed, sorted (k): "
+                             + " ".join("never" if math.isinf(v) else f"{v / 1000:.1f}"
+                                        for v in per_seed))
             if all(math.isfinite(v) and v > 0 for v in (fl[1], sb[1], fl[2], sb[2])):
                 lines.append(f"      -> forgelab {algo} reaches {threshold:g} {sb[1] / fl[1]:.2f}x "
                              f"faster in wall time ({sb[2] / fl[2]:.2f}x in CPU time), at "
@@ -339,6 +345,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m forgelab.agents.benchmark",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds")
+    parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print the table of earlier --json results (several files are "
+                             "pooled) instead of training")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, +1, ...")
     parser.add_argument("--algos", default="dqn,ppo", help="comma-separated: dqn, ppo")
     parser.add_argument("--frameworks", default="forgelab,sb3", help="forgelab, sb3 or both")
@@ -356,7 +365,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sb3-flush-denormal", action="store_true",
                         help="give SB3 forgelab's CPU setting too (flush denormals to zero; "
                              "default: SB3 as it ships)")
-    parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the raw results here (updated after every run)")
     args = parser.parse_args(argv)
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
@@ -371,6 +381,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summarize:
+        results = [Result(**{**row, "evals": [tuple(e) for e in row["evals"]]})
+                   for path in args.summarize for row in json.loads(path.read_text())]
+        print(summarize(results, args.threshold))
+        return 0
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.pop("WANDB_MODE", None)  # tracking is disabled in the config; keep it so
     import torch
@@ -397,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 for framework in order:
                     result = runners[framework](algo, seed, args, workdir)
                     results.append(result)
+                    if args.json:  # rewritten after every run: an interrupted run keeps them
+                        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1)
+                                             + "\n")
                     print(f"{algo} {framework:<8} seed {seed}: "
                           f"threshold at step {result.threshold_step} "
                           f"({_fmt(result.threshold_seconds or math.inf, 1)} s), "
@@ -406,8 +424,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(summarize(results, args.threshold))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
     return 0
 
 
