@@ -29,8 +29,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+BENCH_SEEDS ?= 20
+
 bench-rl: setup
-	$(BIN)/python -m forgelab.agents.benchmark
+	$(BIN)/python -m forgelab.agents.benchmark --seeds $(BENCH_SEEDS)
 
 bench-generative: setup
 	$(BIN)/python -m forgelab.generative.benchmark

@@ -322,11 +322,38 @@ def summarize(results: list[Result], threshold: float) -> str:
                 lines.append(f"      {framework} steps to thr per seed, sorted (k): "
                              + " ".join("never" if math.isinf(v) else f"{v / 1000:.1f}"
                                         for v in per_seed))
+            lines.append("      " + _sample_efficiency_test(
+                [r for r in results if r.algo == algo and r.framework == "forgelab"],
+                [r for r in results if r.algo == algo and r.framework == "sb3"]))
             if all(math.isfinite(v) and v > 0 for v in (fl[1], sb[1], fl[2], sb[2])):
                 lines.append(f"      -> forgelab {algo} reaches {threshold:g} {sb[1] / fl[1]:.2f}x "
                              f"faster in wall time ({sb[2] / fl[2]:.2f}x in CPU time), at "
                              f"{ratios[3]} SB3's SPS")
     return "\n".join(lines)
+
+
+def _sample_efficiency_test(forgelab: list[Result], sb3: list[Result]) -> str:
+    """Mean steps to threshold and a two-sided Mann-Whitney U test of the two samples: per-seed
+    steps spread widely, so say whether a difference in the medians is distinguishable from
+    seed noise. Seeds that never reached the threshold rank last."""
+    from scipy.stats import mannwhitneyu  # scikit-learn's dependency, installed with forgelab
+
+    def steps(runs: list[Result]) -> list[float]:
+        return [math.inf if r.threshold_step is None else float(r.threshold_step) for r in runs]
+
+    a, b = steps(forgelab), steps(sb3)
+    if len(a) < 2 or len(b) < 2:
+        return "sample efficiency: too few seeds for a test"
+    ranked = sorted(v for v in a + b if math.isfinite(v))
+    cap = (ranked[-1] if ranked else 0.0) + 1.0  # "never" ranks after every finite value
+    p = float(mannwhitneyu([min(v, cap) for v in a], [min(v, cap) for v in b]).pvalue)
+    verdict = "no detectable difference" if p >= 0.05 else "a significant difference"
+
+    def mean(values: list[float]) -> str:
+        return "n/a" if any(math.isinf(v) for v in values) else f"{statistics.fmean(values):.0f}"
+
+    return (f"sample efficiency: mean steps to thr forgelab {mean(a)}, sb3 {mean(b)}; "
+            f"Mann-Whitney U p = {p:.2f} ({verdict} at the 5% level)")
 
 
 def _fmt(value: float, digits: int) -> str:
