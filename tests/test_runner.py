@@ -63,8 +63,8 @@ def test_same_seed_same_numbers() -> None:
 def test_cpu_jobs_flush_denormal_floats_to_zero() -> None:
     """Denormals make x86 arithmetic 10-100x slower (Adam moments of dead ReLU units end up
     there); every job switches the CPU to flush them to zero."""
-    denormal = torch.tensor([1e-40])
     torch.set_flush_denormal(False)
+    denormal = torch.tensor([1e-40])  # made after the switch: converting it flushes too
     try:
         assert (denormal * 1.0).item() != 0.0
         run_experiment("cartpole-random", *SHORT)
