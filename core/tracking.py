@@ -225,8 +225,8 @@ class Tracker:
         # handful of files in a checkpoint folder.
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            name = file.relative_to(path).as_posix() if path.is_dir() else file.name
-            artifact.add_file(str(file), name=name)
+            entry = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            artifact.add_file(str(file), name=entry)
         self._run.log_artifact(artifact, aliases=aliases)
 
     def summary(self, values: Mapping[str, Any]) -> None:
