@@ -295,8 +295,9 @@ def summarize(results: list[Result], threshold: float) -> str:
              f"{'wall s to thr':>14} {'cpu s to thr':>13} {'train SPS':>10}"]
     for algo in dict.fromkeys(r.algo for r in results):
         medians: dict[str, tuple[float, ...]] = {}
-        for framework in ("forgelab", "sb3"):
-            runs = [r for r in results if r.algo == algo and r.framework == framework]
+        by_framework = {fw: [r for r in results if r.algo == algo and r.framework == fw]
+                        for fw in ("forgelab", "sb3")}
+        for framework, runs in by_framework.items():
             if not runs:
                 continue
             reached = sum(r.threshold_step is not None for r in runs)
@@ -305,7 +306,7 @@ def summarize(results: list[Result], threshold: float) -> str:
                 values = [getattr(r, name) for r in runs]
                 return _median([math.inf if v is None else v for v in values])
 
-            row = (median_of("threshold_step"), median_of("threshold_seconds"),
+            row = (_median(_threshold_steps(runs)), median_of("threshold_seconds"),
                    median_of("threshold_cpu_seconds"), _median([r.sps for r in runs]))
             medians[framework] = row
             lines.append(f"{algo:<5} {framework:<9} {reached:>3}/{len(runs):<3} "
@@ -316,15 +317,12 @@ def summarize(results: list[Result], threshold: float) -> str:
             ratios = [_ratio(a, b) for a, b in zip(fl, sb, strict=True)]
             lines.append(f"{algo:<5} {'fl / sb3':<9} {'':>7} {ratios[0]:>13} {ratios[1]:>14} "
                          f"{ratios[2]:>13} {ratios[3]:>10}")
-            for framework in ("forgelab", "sb3"):  # the spread behind the medians
-                per_seed = sorted(r.threshold_step if r.threshold_step is not None else math.inf
-                                  for r in results if r.algo == algo and r.framework == framework)
+            for framework, runs in by_framework.items():  # the spread behind the medians
                 lines.append(f"      {framework} steps to thr per seed, sorted (k): "
                              + " ".join("never" if math.isinf(v) else f"{v / 1000:.1f}"
-                                        for v in per_seed))
+                                        for v in sorted(_threshold_steps(runs))))
             lines.append("      " + _sample_efficiency_test(
-                [r for r in results if r.algo == algo and r.framework == "forgelab"],
-                [r for r in results if r.algo == algo and r.framework == "sb3"]))
+                _threshold_steps(by_framework["forgelab"]), _threshold_steps(by_framework["sb3"])))
             if all(math.isfinite(v) and v > 0 for v in (fl[1], sb[1], fl[2], sb[2])):
                 lines.append(f"      -> forgelab {algo} reaches {threshold:g} {sb[1] / fl[1]:.2f}x "
                              f"faster in wall time ({sb[2] / fl[2]:.2f}x in CPU time), at "
@@ -332,16 +330,17 @@ def summarize(results: list[Result], threshold: float) -> str:
     return "\n".join(lines)
 
 
-def _sample_efficiency_test(forgelab: list[Result], sb3: list[Result]) -> str:
-    """Mean steps to threshold and a two-sided Mann-Whitney U test of the two samples: per-seed
-    steps spread widely, so say whether a difference in the medians is distinguishable from
-    seed noise. Seeds that never reached the threshold rank last."""
+def _threshold_steps(runs: list[Result]) -> list[float]:
+    """Steps to threshold per run; +inf for a run that never reached it."""
+    return [math.inf if r.threshold_step is None else float(r.threshold_step) for r in runs]
+
+
+def _sample_efficiency_test(a: list[float], b: list[float]) -> str:
+    """Mean steps to threshold (``a``: forgelab, ``b``: SB3) and a two-sided Mann-Whitney U test
+    of the two samples: per-seed steps spread widely, so say whether a difference in the medians
+    is distinguishable from seed noise. Seeds that never reached the threshold rank last."""
     from scipy.stats import mannwhitneyu  # scikit-learn's dependency, installed with forgelab
 
-    def steps(runs: list[Result]) -> list[float]:
-        return [math.inf if r.threshold_step is None else float(r.threshold_step) for r in runs]
-
-    a, b = steps(forgelab), steps(sb3)
     if len(a) < 2 or len(b) < 2:
         return "sample efficiency: too few seeds for a test"
     ranked = sorted(v for v in a + b if math.isfinite(v))

@@ -61,7 +61,7 @@ def plain_vae_loop(epochs: int, eval_every: int, seed: int, device: torch.device
     decoder = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN),
                             nn.ReLU(), nn.Linear(HIDDEN, 64)).to(device)
     params = [*encoder.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.Adam(params, lr=LR, **({"fused": True} if fused_adam else {}))
+    optimizer = torch.optim.Adam(params, lr=LR, fused=fused_adam or None)  # None: default
     order_rng = torch.Generator().manual_seed(seed)
 
     def neg_elbo_terms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
