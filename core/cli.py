@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
+    from forgelab.core.sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
+
     p = sub.add_parser("sample", help="write samples from a saved generative model")
     p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
@@ -278,17 +282,28 @@ COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cm
             "sample": cmd_sample}
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from forgelab.core.sweep import run_sweep
+
+    return run_sweep(args, _host())
+
+
+COMMANDS["sweep"] = cmd_sweep
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for rollout videos
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides: list[str] = []
-    if argv and argv[0] == "run":  # key=value may come before or after the flags
+    if argv and argv[0] in ("run", "sweep"):  # key=value may come before or after the flags
         overrides = [a for a in argv[2:] if "=" in a and not a.startswith("-")]
         argv = argv[:2] + [a for a in argv[2:] if a not in overrides]
     args, unknown = parser.parse_known_args(argv)
     if args.command == "run":
         args.overrides = list(args.overrides) + overrides
+    elif args.command == "sweep":
+        args.items = list(args.items) + overrides
     if unknown:
         if args.command == "run":
             print(f"error: cannot read {' '.join(unknown)!r}: overrides are dotted.key=value with "

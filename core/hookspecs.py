@@ -62,3 +62,14 @@ def register_datasets(register):
 
     ``factory(options, seed)`` returns the dataset object the generative models consume.
     """
+
+
+@hookspec
+def register_launchers(register):
+    """Register study launchers: ``register(name, factory, *, description="")``.
+
+    ``factory()`` returns an object with ``launch(ctx) -> int | None`` that runs
+    ``ctx.trials`` of a :class:`forgelab.core.launchers.LaunchContext`, each as a real
+    ``forgelab run`` process (see :mod:`forgelab.core.launchers`); ``forgelab sweep
+    --launcher NAME`` picks one.
+    """
