@@ -26,6 +26,7 @@ from forgelab.core.config import ExperimentConfig, dump_yaml, read_yaml, validat
 from forgelab.core.config import validate_options as _validate_options
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.core.pluginhost import PluginHost, get_host
+from forgelab.core.wandb_agent import run_info as agent_run_info
 
 VERSIONED_PACKAGES = ("forgelab", "torch", "gymnasium", "stable-baselines3", "numpy", "wandb",
                       "pluggy", "pydantic")
@@ -46,6 +47,11 @@ def package_versions() -> dict[str, str]:
 
 
 def new_run_id() -> str:
+    from forgelab.core.wandb_agent import adopt_run_id
+
+    adopted = adopt_run_id()  # under a W&B sweep agent: W&B's run id (wandb ignores ours)
+    if adopted:
+        return adopted
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
@@ -203,7 +209,8 @@ def train(config: ExperimentConfig, host: PluginHost | None = None,
     resolved = run.resolved_config()
     (run_dir / CONFIG_FILE).write_text(dump_yaml(resolved), encoding="utf-8")
     info = {"run_id": run_id, "experiment": config.name, "status": "running",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions()}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(),
+            **agent_run_info()}
     _write_json(run_dir / RUN_INFO, info)
     return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
 
@@ -320,6 +327,8 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
             info["stop_signal"] = ctx.stop_signal
         exit_code = 0
         if ctx.stop_requested:
+            if ctx.stop_signal == signal.SIGTERM:  # a W&B sweep agent requeues the run
+                ctx.tracker.mark_preempting()
             print(f"stopped at step {component.step}; checkpoint saved. Resume with "
                   f"`forgelab run --resume {run_dir}`", file=sys.stderr)
     finally:

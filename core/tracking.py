@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from forgelab.core.errors import ForgelabError
+from forgelab.core.wandb_agent import init_overrides
 
 # Step axes: RL metrics are plotted against env steps, generative ones against epochs/steps.
 AXES = ("global_step", "epoch", "step")
@@ -133,7 +134,7 @@ class Tracker:
                     dir=str(self.run_dir), id=run_id, mode=mode,
                     resume="allow" if resume else None,
                     settings=wandb.Settings(console="off", silent=True),
-                    **init_kwargs,
+                    **init_overrides(init_kwargs),  # under a W&B agent: the sweep's project
                 )
             except wandb.errors.Error as exc:  # no API key, bad key, server unreachable
                 self._jsonl.close()
@@ -228,6 +229,11 @@ class Tracker:
             entry = file.relative_to(path).as_posix() if path.is_dir() else file.name
             artifact.add_file(str(file), name=entry)
         self._run.log_artifact(artifact, aliases=aliases)
+
+    def mark_preempting(self) -> None:
+        """Tell W&B the run was stopped to be resumed (a sweep agent then requeues it)."""
+        if self._run is not None:
+            self._run.mark_preempting()
 
     def summary(self, values: Mapping[str, Any]) -> None:
         """Set run summary values (final metrics shown in the W&B runs table)."""
