@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     from forgelab.core.sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    from forgelab.core.report_cli import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)  # report, compare, runs
 
     p = sub.add_parser("sample", help="write samples from a saved generative model")
     p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
@@ -289,6 +292,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 COMMANDS["sweep"] = cmd_sweep
+
+from forgelab.core.report_cli import COMMANDS as REPORT_COMMANDS  # noqa: E402
+
+COMMANDS.update(REPORT_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -336,6 +336,9 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         info.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         _write_json(run_dir / RUN_INFO, info)
         ctx.tracker.finish(exit_code=exit_code)
+    from forgelab.core.results import print_run_result
+
+    print_run_result(run_dir)  # result, best checkpoint, duration, report/resume commands
     return run_dir
 
 

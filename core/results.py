@@ -1,0 +1,402 @@
+"""Reading finished (or crashed) runs back from their directories, for reports and listings.
+
+A run directory is any folder holding both ``config.yaml`` and ``run.json``; studies and
+``runs/`` trees are searched recursively for them. Nothing here needs W&B, an account or a
+network: only the files every run writes (``config.yaml``, ``run.json``, ``metrics.jsonl``).
+
+Runs are grouped into *configurations*: runs whose resolved configs agree on everything
+except the seed and the keys that cannot change what is learned (output folder, name,
+device, tracking, logging/checkpoint/video schedules and the budget, which is flagged when
+it differs instead).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from forgelab.core.errors import ForgelabError
+
+CONFIG_FILE, RUN_INFO, METRICS_FILE = "config.yaml", "run.json", "metrics.jsonl"
+STUDY_FILES = ("study.json", "study.yaml", "study.yml")
+# Keys left out when deciding whether two runs are seeds of one configuration.
+IGNORED_KEYS = {"seed", "name", "output_dir", "device", "tracking", "train.total_steps",
+                "train.epochs", "train.video_every", "train.checkpoint_every",
+                "train.log_every", "train.eval_every"}
+# Substrings of metric names where smaller is better (losses, NLL, distances, errors).
+LOWER_IS_BETTER = ("loss", "nll", "elbo", "recon", "_fd", "error", "mse", "distance", "kl")
+# Default headline metrics of generative runs, most informative first.
+MODEL_METRICS = ("test/nll_k", "test/neg_elbo", "test/modes_captured",
+                 "test/forgelab_digits_fd", "test/recon")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of ``metric`` are better, from its name."""
+    name = metric.split("/")[-1].lower()
+    return any(part in name for part in LOWER_IS_BETTER)
+
+
+def _number(value: Any) -> float | None:
+    """A logged scalar as a float ("nan" / "inf" strings included); None for media paths."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+def _parse_time(text: str | None) -> float | None:
+    """Seconds since the epoch of a run.json time (``%Y-%m-%dT%H:%M:%S%z``)."""
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+@dataclass
+class RunRecord:
+    """One run directory as written by the runner."""
+
+    path: Path
+    config: dict[str, Any]
+    info: dict[str, Any]
+    rows: list[dict[str, Any]] = field(repr=False)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.info.get("run_id") or self.path.name)
+
+    @property
+    def experiment(self) -> str:
+        return str(self.config.get("name") or self.info.get("experiment") or "?")
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed")
+        return int(seed) if isinstance(seed, int) else None
+
+    @property
+    def status(self) -> str:
+        """finished, failed, interrupted, or unfinished (still running, or killed outright)."""
+        status = str(self.info.get("status") or "unfinished")
+        return "unfinished" if status == "running" else status
+
+    @property
+    def kind(self) -> str:
+        return "agent" if self.config.get("agent") else "model"
+
+    @property
+    def axis(self) -> str:
+        """The run's own step axis: env steps for agents, epochs for generative models."""
+        return "global_step" if self.kind == "agent" else "epoch"
+
+    @property
+    def budget(self) -> int | None:
+        train = self.config.get("train") or {}
+        value = train.get("total_steps" if self.kind == "agent" else "epochs")
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def component(self) -> str:
+        return str(self.config.get("agent") or self.config.get("model") or "?")
+
+    @property
+    def task(self) -> str:
+        """What the run is trained on: the env id or the dataset name."""
+        env = self.config.get("env") or {}
+        return str(env.get("id") if isinstance(env, dict) else env) if env else str(
+            self.config.get("dataset") or "?")
+
+    @property
+    def last_step(self) -> int | None:
+        steps = [r[self.axis] for r in self.rows if isinstance(r.get(self.axis), int | float)]
+        return int(max(steps)) if steps else None
+
+    @property
+    def created(self) -> float | None:
+        return _parse_time(self.info.get("created"))
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall seconds from creation to the end (or the last logged row if unfinished)."""
+        start = self.created
+        end = _parse_time(self.info.get("finished"))
+        if end is None and self.rows:
+            end = max((r.get("_time") or 0) for r in self.rows) or None
+        return None if start is None or end is None else max(0.0, end - start)
+
+    def metric_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for row in self.rows:
+            for key, value in row.items():
+                if key != "_time" and key not in (self.axis, "step", "epoch", "global_step") \
+                        and _number(value) is not None:
+                    names[key] = None
+        for key in self.summary:
+            names[key] = None
+        return list(names)
+
+    def series(self, metric: str) -> tuple[list[int], list[float]]:
+        """``(steps, values)`` of ``metric`` against the run's axis, in logged order."""
+        steps, values = [], []
+        for row in self.rows:
+            value = _number(row.get(metric))
+            step = row.get(self.axis)
+            if value is not None and isinstance(step, int | float):
+                steps.append(int(step))
+                values.append(value)
+        return steps, values
+
+    def group_key(self) -> dict[str, Any]:
+        """The config without the keys that do not make it a different configuration."""
+        flat = _flatten(self.config)
+        return {k: v for k, v in sorted(flat.items())
+                if k not in IGNORED_KEYS and k.split(".")[0] not in IGNORED_KEYS}
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` and its merged ``summary`` entries; a line cut short by a
+    crash is skipped rather than failing the whole report."""
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    if not path.is_file():
+        return rows, summary
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(row, dict):
+                continue
+            if isinstance(row.get("summary"), dict):
+                summary.update(row["summary"])
+            else:
+                rows.append(row)
+    return rows, summary
+
+
+def read_run(path: Path) -> RunRecord:
+    """Read one run directory."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        info = json.loads((path / RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ForgelabError(f"cannot read the run in {path}: {exc}",
+                            hint="is it a forgelab run directory?") from None
+    rows, summary = read_metrics(path / METRICS_FILE)
+    return RunRecord(path=path, config=config, info=info, rows=rows, summary=summary)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / RUN_INFO).is_file()
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories under ``paths`` (run folders, study or ``runs/`` trees, or globs).
+
+    :raises ForgelabError: when a path does not exist or holds no run directory.
+    """
+    found: dict[Path, None] = {}
+    for raw in paths:
+        matches = sorted(glob.glob(str(raw))) if glob.has_magic(str(raw)) else [str(raw)]
+        if not matches or not all(Path(m).exists() for m in matches):
+            raise ForgelabError(f"{raw}: no such file or directory",
+                                hint="pass run directories, study directories or runs/")
+        before = len(found)
+        for match in matches:
+            for run_dir in _walk(Path(match)):
+                found[run_dir.resolve()] = None
+        if len(found) == before:
+            raise ForgelabError(f"{raw}: no forgelab run directories in it (folders with "
+                                f"{CONFIG_FILE} and {RUN_INFO})",
+                                hint="runs are under runs/<experiment>/<timestamp>-<id>/")
+    return list(found)
+
+
+def _walk(path: Path) -> Iterable[Path]:
+    if not path.is_dir():
+        return
+    if is_run_dir(path):
+        yield path  # a run's own sub-jobs (evals/, samples/) are not runs of the study
+        return
+    for child in sorted(path.iterdir()):
+        if child.is_dir() and child.name not in ("wandb", "media", "checkpoints", "report"):
+            yield from _walk(child)
+
+
+def study_name(path: Path) -> str | None:
+    """The name in a study file (``study.json`` / ``study.yaml``) of ``path``, if any."""
+    for name in STUDY_FILES:
+        file = Path(path) / name
+        if file.is_file():
+            try:
+                text = file.read_text(encoding="utf-8")
+                data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+            except (OSError, ValueError, yaml.YAMLError):
+                return Path(path).name
+            if isinstance(data, dict):
+                return str(data.get("name") or data.get("study") or Path(path).name)
+            return Path(path).name
+    return None
+
+
+@dataclass
+class Configuration:
+    """Runs that differ only in their seed (and in keys that cannot change learning)."""
+
+    key: dict[str, Any]
+    runs: list[RunRecord]
+    label: str = ""
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.key, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+    @property
+    def experiment(self) -> str:
+        names = [r.experiment for r in self.runs]
+        return max(set(names), key=names.count)
+
+
+def group_runs(runs: list[RunRecord]) -> list[Configuration]:
+    """Group runs into configurations, labelled by experiment name plus the keys in which
+    configurations of the same experiment differ."""
+    groups: dict[str, Configuration] = {}
+    for run in runs:
+        key = run.group_key()
+        text = json.dumps(key, sort_keys=True, default=str)
+        groups.setdefault(text, Configuration(key=key, runs=[])).runs.append(run)
+    configs = list(groups.values())
+    for config in configs:
+        config.runs.sort(key=lambda r: (r.seed if r.seed is not None else math.inf, r.run_id))
+        same_name = [c for c in configs if c.experiment == config.experiment]
+        if len(same_name) > 1:
+            differing = sorted(k for k in set().union(*(c.key for c in same_name))
+                               if len({json.dumps(c.key.get(k), default=str)
+                                       for c in same_name}) > 1)
+            parts = [f"{k.replace('_options', '')}={config.key.get(k)}" for k in differing[:3]]
+            more = f" +{len(differing) - 3} more" if len(differing) > 3 else ""
+            config.label = f"{config.experiment} ({', '.join(parts)}{more})"
+        else:
+            config.label = config.experiment
+    labels = [c.label for c in configs]
+    for config in configs:  # identical labels (e.g. differences past the first three keys)
+        if labels.count(config.label) > 1:
+            config.label += f" [{config.hash}]"
+    configs.sort(key=lambda c: c.label)
+    return configs
+
+
+def default_metric(run: RunRecord) -> str:
+    """The headline metric of a run: the evaluation return for agents (training returns if
+    it never evaluated), a test metric for generative models."""
+    names = run.metric_names()
+    if run.kind == "agent":
+        for name in ("eval/return_mean", "train/episode_return"):
+            if name in names:
+                return name
+        return "eval/return_mean"
+    for prefix in MODEL_METRICS:
+        for name in names:
+            if name.startswith(prefix):
+                return name
+    tests = [n for n in names if n.startswith("test/")]
+    vals = [n for n in names if n.startswith("val/")]
+    return (tests or vals or ["test/?"])[0]
+
+
+def curve_metric(metric: str, run: RunRecord) -> str:
+    """The metric drawn as a learning curve: the metric itself when it is logged over time,
+    else its validation twin (``test/neg_elbo`` -> ``val/neg_elbo``)."""
+    if len(run.series(metric)[0]) > 1:
+        return metric
+    twin = "val/" + metric.split("/", 1)[-1]
+    if run.series(twin)[0]:
+        return twin
+    # e.g. test/nll_k1000 has no validation twin: the first validation metric (val/neg_elbo)
+    over_time = [n for n in run.metric_names() if n.startswith("val/") and
+                 len(run.series(n)[0]) > 1]
+    return over_time[0] if over_time else metric
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def run_result_lines(run_dir: Path) -> list[str]:
+    """What a finished job prints last: its result, best checkpoint, duration, next commands."""
+    run = read_run(Path(run_dir))
+    lines = []
+    unit = "env steps" if run.kind == "agent" else "epochs"
+    metric = default_metric(run)
+    steps, values = run.series(metric)
+    if run.kind == "agent" and values:
+        finite = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+        best = max(finite, key=lambda sv: sv[1]) if finite else (steps[-1], values[-1])
+        episodes = (run.config.get("train") or {}).get("eval_episodes")
+        what = (f"mean of {episodes} evaluation episodes" if metric.startswith("eval/")
+                else "training episodes, no evaluation was run")
+        lines.append(f"result: {metric} {_fmt(values[-1])} at step {steps[-1]:,} ({what}); "
+                     f"best {_fmt(best[1])} at step {best[0]:,}")
+    elif run.kind == "model":
+        tests = {k: v for k, v in run.summary.items()
+                 if k.startswith("test/") and isinstance(v, int | float)}
+        if tests:
+            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in list(tests.items())[:5])
+            lines.append(f"result (test split): {shown}")
+        elif values:
+            lines.append(f"result: {metric} {_fmt(values[-1])} at epoch {steps[-1]}")
+    if not lines:
+        lines.append(f"result: no {metric} was logged")
+    pointer = run.path / "checkpoints" / "best"
+    if pointer.is_file():
+        lines.append(f"best checkpoint: {run.path / 'checkpoints' / pointer.read_text().strip()}")
+    duration = run.duration_s
+    progress = f"{run.last_step:,} of {run.budget:,} {unit}" if run.last_step is not None \
+        and run.budget else f"{run.last_step or 0} {unit}"
+    if duration is not None:
+        lines.append(f"took {duration:,.0f} s ({progress}), status {run.status}")
+    budget_key = "train.total_steps" if run.kind == "agent" else "train.epochs"
+    extend = f" {budget_key}={2 * run.budget}" if run.budget and run.status == "finished" else ""
+    lines.append(f"report: forgelab report {run.path.parent}")
+    lines.append(f"{'extend' if extend else 'resume'}: forgelab run --resume {run.path}{extend}")
+    return lines
+
+
+def print_run_result(run_dir: Path) -> None:
+    """Print :func:`run_result_lines` to stderr; a summary must never fail a finished run."""
+    import sys
+
+    try:
+        lines = run_result_lines(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the run itself succeeded; say why and go on
+        lines = [f"(no result summary: {type(exc).__name__}: {exc})"]
+    print("\n".join(lines), file=sys.stderr)
