@@ -36,6 +36,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from forgelab.core.config import DEFAULT_THREADS
+
 # RL Zoo (rl-baselines3-zoo, hyperparams/dqn.yml and ppo.yml), CartPole-v1.
 ZOO: dict[str, dict[str, Any]] = {
     "dqn": {
@@ -386,8 +388,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true",
                         help="train the whole budget instead of stopping at the threshold")
     parser.add_argument("--device", default="cpu", help="torch device for both frameworks")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both frameworks (small MLPs: 1 is fastest)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="torch threads for both frameworks (default: forgelab's "
+                             f"`threads` default, {DEFAULT_THREADS})")
     parser.add_argument("--sb3-flush-denormal", action="store_true",
                         help="give SB3 forgelab's CPU setting too (flush denormals to zero; "
                              "default: SB3 as it ships)")

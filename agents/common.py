@@ -38,9 +38,9 @@ class PolicyConfig(BaseModel):
     :param log_std_init: initial log standard deviation of the Gaussian policy (Box actions).
     :param normalize_obs: scale observations by a running mean / std (continuous control).
     :param obs_clip: clip normalised observations to ``[-obs_clip, obs_clip]``.
-    :param torch_threads: intra-op CPU threads for torch. Networks this small spend more time
-        synchronising threads than computing: on a busy 2-core machine the default (one thread
-        per core) made PPO on CartPole over ten times slower than one thread.
+
+    CPU threads are the experiment's top-level ``threads`` key, set by the runner for every job
+    (``agent_options.torch_threads`` in older files is read as an alias of it).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,8 +51,6 @@ class PolicyConfig(BaseModel):
     log_std_init: float = Field(0.0, description="initial log-std of the Gaussian (Box actions)")
     normalize_obs: bool = Field(False, description="running mean/std observation normalisation")
     obs_clip: PositiveFloat = Field(10.0, description="clip normalised observations to ±obs_clip")
-    torch_threads: PositiveInt | None = Field(
-        1, description="CPU threads for torch (None: torch's default); small nets run fastest on 1")
 
 
 # ------------------------------------------------------------------------------ networks
@@ -266,8 +264,6 @@ class PolicyGradientAgent:
 
     def __init__(self, options: PolicyConfig, ctx: RunContext) -> None:
         self.options, self.ctx, self.device = options, ctx, ctx.device
-        if self.device.type == "cpu" and options.torch_threads is not None:
-            torch.set_num_threads(options.torch_threads)
         self.envs = ctx.make_vec_env()
         self.num_envs = self.envs.num_envs
         obs_space = self.envs.single_observation_space
@@ -328,6 +324,13 @@ class PolicyGradientAgent:
         """Deterministic action for one observation, with frozen normalisation statistics."""
         action = self.env_action(self.policy.greedy(self.obs_tensor(np.asarray(obs)[None])))[0]
         return int(action) if self.policy.discrete else action
+
+    def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations: the greedy action (argmax or Gaussian mean),
+        or one sampled from π(·|s); for ``forgelab.load`` and ``forgelab eval --stochastic``."""
+        tensor = self.obs_tensor(np.asarray(obs))
+        chosen = self.policy.greedy(tensor) if deterministic else self.policy.sample(tensor)
+        return self.env_action(chosen)
 
     # ---------------------------------------------------------------------- the loop around
     def start_envs(self) -> None:

@@ -84,8 +84,9 @@ class DQNConfig(BaseModel):
     :param net_arch: hidden layer widths of the Q-network.
     :param activation: hidden-layer non-linearity.
     :param save_replay_buffer: put the replay buffer in checkpoints (exact resume; larger files).
-    :param torch_threads: intra-op CPU threads for torch (None: torch's default). As for the
-        policy-gradient agents, one thread is fastest for networks this small on a busy machine.
+
+    CPU threads are the experiment's top-level ``threads`` key (``torch_threads`` here is read
+    as an alias of it).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -113,8 +114,6 @@ class DQNConfig(BaseModel):
     activation: Literal["relu", "tanh"] = Field("relu", description="hidden non-linearity")
     save_replay_buffer: bool = Field(False, description="include the replay buffer in "
                                      "checkpoints")
-    torch_threads: PositiveInt | None = Field(
-        1, description="CPU threads for torch (None: torch's default); small nets run fastest on 1")
 
     @model_validator(mode="after")
     def _consistent(self) -> DQNConfig:
@@ -251,8 +250,6 @@ class DQN:
 
     def __init__(self, options: DQNConfig, ctx: RunContext) -> None:
         self.options, self.ctx = options, ctx
-        if ctx.device.type == "cpu" and options.torch_threads is not None:
-            torch.set_num_threads(options.torch_threads)
         self.envs = ctx.make_vec_env()
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         env_id = ctx.config.env.id
@@ -314,6 +311,16 @@ class DQN:
     def predict(self, obs: np.ndarray) -> int:
         """The deterministic (greedy) action for one observation; used for evaluation."""
         return int(self.greedy(obs[None])[0])
+
+    def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations: greedy, or ε-greedy with the final ε
+        (``exploration_final_eps``) when not ``deterministic``, as SB3's ``predict`` does."""
+        obs = np.asarray(obs, dtype=np.float32)
+        greedy = self.greedy(obs)
+        if deterministic:
+            return greedy
+        explore = self.rng.random(len(obs)) < self.options.exploration_final_eps
+        return np.where(explore, self.rng.integers(self.n_actions, size=len(obs)), greedy)
 
     # -------------------------------------------------------------------- training
     def fit(self) -> None:

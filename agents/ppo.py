@@ -25,7 +25,7 @@ The learning rate and the clip range ε decay linearly to 0 over training when a
 Why it is fast with networks this small (time goes to per-op overhead, not arithmetic): acting
 only samples (log π_old and V_old are computed once per rollout, batched), the buffers are
 preallocated, Adam is fused, the logged diagnostics are computed only on updates that log, and
-torch runs on one CPU thread (``torch_threads``).
+torch runs on one CPU thread (the experiment's ``threads``).
 """
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ class RandomAgent:
     def _eval_policy(self, obs: np.ndarray) -> Any:
         return self.eval_space.sample()
 
+    def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Uniformly random actions for a batch of observations (never deterministic)."""
+        return np.stack([self.eval_space.sample() for _ in range(len(obs))])
+
     def fit(self) -> None:
         ctx, train = self.ctx, self.ctx.config.train
         total = int(train.total_steps)

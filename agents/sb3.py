@@ -323,6 +323,11 @@ class SB3Agent:
         action, _ = self.model.predict(obs, deterministic=True)
         return action
 
+    def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of observations (SB3's ``predict``)."""
+        action, _ = self.model.predict(obs, deterministic=deterministic)
+        return action
+
     # ------------------------------------------------------------------ training
     def fit(self) -> None:
         ctx = self.ctx

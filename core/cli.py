@@ -57,8 +57,25 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="re-evaluate a saved run's checkpoint and log it")
     p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
-    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                   help="which checkpoint (default best)")
+    p.add_argument("--episodes", type=int, metavar="N",
+                   help="agents: episodes to play (default: the experiment's eval_episodes)")
+    p.add_argument("--video", type=int, metavar="N",
+                   help="agents: record the first N episodes (default 1; 0 for none)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="agents: sample actions from the policy instead of the greedy action")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = sub.add_parser("watch", help="play a trained agent: in a window, or into a video")
+    p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
+    p.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                   help="which checkpoint (default best)")
+    p.add_argument("--episodes", type=int, default=1, metavar="N", help="episodes (default 1)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="sample actions from the policy instead of the greedy action")
+    p.add_argument("--out", help="video file when there is no display (default: "
+                   "<run>/videos/watch-<checkpoint>-<time>.mp4)")
 
     from forgelab.core.sweep import add_parser as add_sweep_parser
 
@@ -113,6 +130,9 @@ def _type_name(annotation: Any) -> str:
     import typing
 
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # constraints as a reader writes them; validators dropped
+        bounds = [_constraint(meta) for meta in annotation.__metadata__]
+        return " ".join([_type_name(args[0]), *filter(None, bounds)])
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -122,6 +142,16 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "None"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _constraint(meta: Any) -> str:
+    """``Gt(gt=0)`` -> ``> 0``; metadata that is not a bound (validators) -> ``""``."""
+    for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="),
+                       ("min_length", "min length"), ("max_length", "max length")):
+        value = getattr(meta, attr, None)
+        if value is not None and type(meta).__module__.startswith("annotated_types"):
+            return f"{sign} {value}"
+    return ""
 
 
 def describe_options(schema: Any) -> list[dict[str, Any]]:
@@ -258,15 +288,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from forgelab.core import runner
+    from forgelab.core import playback
 
-    metrics, job_dir = runner.evaluate(Path(args.run_dir), which=args.checkpoint, host=_host())
+    metrics, job_dir = playback.evaluate(Path(args.run_dir), which=args.checkpoint,
+                                         episodes=args.episodes, videos=args.video,
+                                         stochastic=args.stochastic, host=_host())
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
+        videos = metrics.pop("videos", [])
         for key, value in metrics.items():
             print(f"{key:<28} {value:.4f}" if isinstance(value, float) else f"{key:<28} {value}")
+        for path in videos:
+            print(f"video: {path}")
         print(f"evaluation logged in {job_dir}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from forgelab.core import playback
+
+    returns, video = playback.watch(Path(args.run_dir), which=args.checkpoint,
+                                    episodes=args.episodes, stochastic=args.stochastic,
+                                    out=Path(args.out) if args.out else None, host=_host())
+    print("returns: " + ", ".join(f"{r:.1f}" for r in returns))
+    if video is not None:
+        print(f"no display: wrote the episodes to {video}")
     return 0
 
 
@@ -283,6 +330,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cmd_eval,
             "sample": cmd_sample}
+COMMANDS["watch"] = cmd_watch
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -299,9 +347,22 @@ COMMANDS.update(REPORT_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for rollout videos
-    parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["watch"]:  # watch opens a window when there is a display
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for videos
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `forgelab list | head`: the reader left; end quietly, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+
+
+def _main(argv: list[str]) -> int:
+    parser = _parser()
     overrides: list[str] = []
     if argv and argv[0] in ("run", "sweep"):  # key=value may come before or after the flags
         overrides = [a for a in argv[2:] if "=" in a and not a.startswith("-")]

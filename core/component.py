@@ -40,6 +40,9 @@ class Component(Protocol):
 
     #: training progress in the run's unit (env steps for agents, epochs for models)
     step: int
+    # Optional class attribute ``exact_resume: bool`` (default True): whether a run stopped by
+    # Ctrl-C / SIGTERM and resumed ends bit-identical to an uninterrupted one. forgelab.testing's
+    # check_sigterm_resume holds a component to that claim (SB3 agents set it False).
 
     def fit(self) -> None:
         """Train until the configured budget is reached or ``ctx.stop_requested`` turns true."""
@@ -65,6 +68,16 @@ class FileCheckpointing(Protocol):
     def save_files(self, directory: Path) -> None: ...
 
     def load_files(self, directory: Path) -> None: ...
+
+
+@runtime_checkable
+class Actor(Protocol):
+    """Optional: an agent that ``forgelab.load``, ``forgelab eval --episodes/--stochastic`` and
+    ``forgelab watch`` can act with."""
+
+    def actions(self, obs: Any, deterministic: bool = True) -> Any:
+        """Actions for a batch of observations (first axis: batch), as the env accepts them;
+        ``deterministic=False`` samples from the policy instead."""
 
 
 @runtime_checkable

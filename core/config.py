@@ -29,6 +29,10 @@ from pydantic import (
 from forgelab.core.errors import ConfigError, closest, unknown_name_message
 
 EXPERIMENTS_ENV = "FORGELAB_EXPERIMENTS"
+# torch threads per job. Measured on a 2-core machine with other jobs running (README,
+# "Threads"): one thread was 2-4x faster than torch's default of one per core for every family,
+# because networks this small spend more time synchronising threads than computing.
+DEFAULT_THREADS = 1
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # `agent.lr=...` on the command line is short for `agent_options.lr=...`.
 OPTION_PREFIXES = {"agent": "agent_options", "model": "model_options", "dataset": "dataset_options"}
@@ -106,6 +110,22 @@ class ExperimentConfig(StrictModel):
     train: TrainSpec = Field(default_factory=TrainSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     output_dir: str = Field("runs", description="where run directories are created")
+    threads: PositiveInt | None = Field(
+        DEFAULT_THREADS, description="CPU threads torch uses in this job (null: torch's default, "
+        "one per core); small networks run fastest on 1")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _torch_threads_alias(cls, data: Any) -> Any:
+        # Experiment files written before `threads` existed set agent_options.torch_threads.
+        if isinstance(data, dict):
+            for key in ("agent_options", "model_options"):
+                options = data.get(key)
+                if isinstance(options, dict) and "torch_threads" in options:
+                    data = {**data, key: {k: v for k, v in options.items()
+                                          if k != "torch_threads"}}
+                    data.setdefault("threads", options["torch_threads"])
+        return data
 
     @field_validator("env", mode="before")
     @classmethod

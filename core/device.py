@@ -55,6 +55,16 @@ def configure_cpu_math(flush_denormal: bool = True) -> bool:
     return bool(torch.set_flush_denormal(flush_denormal))
 
 
+def configure_threads(threads: int | None) -> None:
+    """Set the CPU threads torch uses for this job (the experiment's ``threads`` key).
+
+    :param threads: intra-op threads; None keeps torch's default (one per core). The setting
+        is per process, so a job sets it once, before building its networks.
+    """
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+
+
 def fast_adam(params: Iterable[torch.nn.Parameter], **options: Any) -> torch.optim.Adam:
     """Adam, fused into one kernel where this torch has it for the parameters' device.
 

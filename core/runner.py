@@ -180,13 +180,19 @@ def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, r
     """Device, seeds, tracker, checkpoints and progress for one job in ``run_dir``."""
     from forgelab.core.checkpoints import CheckpointManager
     from forgelab.core.component import RunContext
-    from forgelab.core.device import configure_cpu_math, resolve_device, seed_everything
+    from forgelab.core.device import (
+        configure_cpu_math,
+        configure_threads,
+        resolve_device,
+        seed_everything,
+    )
     from forgelab.core.progress import Progress
 
     config = run.config
     device = resolve_device(config.device)
     seed_everything(config.seed)
     configure_cpu_math()
+    configure_threads(config.threads)  # every family alike: native, SB3 and generative
     tracker = _tracker_for(run, run_dir, run_id, job_type, resume, wandb_config)
     checkpoints = CheckpointManager(
         run_dir / "checkpoints",

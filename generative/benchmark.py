@@ -155,7 +155,10 @@ LOOPS = {"forgelab": "forgelab", "plain": "plain PyTorch", "plain_fused": "plain
 def vae_comparison(epochs: int = 50, eval_every: int = 10, repeats: int = 2, seed: int = 0,
                    device: str = "cpu", nll_samples: int = 1000) -> dict[str, Any]:
     """Alternate the three loops ``repeats`` times each; medians of the timings."""
-    torch.set_num_threads(1)
+    from forgelab.core.config import DEFAULT_THREADS
+
+    # The plain loops get the threads forgelab's runner gives every job by default.
+    torch.set_num_threads(DEFAULT_THREADS)
     # forgelab's runner flushes denormals to zero (process-wide): the plain loops get it too,
     # so the comparison measures the loops, not that setting.
     from forgelab.core.device import configure_cpu_math

@@ -38,12 +38,10 @@ EXPERIMENTS: dict[tuple[str, str], tuple[str, list[str]]] = {
 def train_and_measure(model: str, dataset: str, seed: int, output_dir: str,
                       overrides: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train one (model, dataset, seed) through the runner; return its final test metrics."""
-    import torch
-
     from forgelab.core import runner
     from forgelab.core.config import load_experiment
 
-    torch.set_num_threads(1)  # one run per core: small MLPs gain nothing from more threads
+    # Threads: the runner applies the experiment's `threads` (default 1), as `forgelab run` does.
     name, base = EXPERIMENTS[(model, dataset)]
     config = load_experiment(name, [*base, f"seed={seed}", "tracking.mode=disabled",
                                     f"output_dir={output_dir}", *overrides])

@@ -1,0 +1,1 @@
+"""The experiment files shipped with forgelab (``forgelab list experiments``): package data."""
