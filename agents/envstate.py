@@ -215,6 +215,17 @@ def _restore_single(env: gym.Env, state: dict[str, Any], where: str) -> None:
                          f"({' > '.join(state['classes'])} -> {' > '.join(classes)})")
     for i, (layer, layer_state) in enumerate(zip(layers, state["layers"], strict=True)):
         _restore_attrs(vars(layer), layer_state, f"{where}.{classes[i]}")
+    _settle_checkers(layers)
+
+
+def _settle_checkers(layers: list[Any]) -> None:
+    """gymnasium's PassiveEnvChecker compares the first observations with the ones it kept
+    (``_previous_data``, not plain data, so not in the snapshot); a snapshot taken before
+    that comparison would crash the resumed env on its next step. Mark the check as done."""
+    for layer in layers:
+        if "_previous_data" in vars(layer) and layer._previous_data is None:
+            layer.checked_step = True
+            layer.checked_data_reuse = True
 
 
 def _async_copies(envs: gym.vector.AsyncVectorEnv) -> list[gym.Env]:
@@ -305,4 +316,5 @@ def restore_env(envs: gym.vector.VectorEnv | gym.Env, state: dict[str, Any]) -> 
             raise ValueError(f"envs[{i}]: the environment's wrappers changed since the snapshot")
         for layer, layer_state in zip(layers, env_state["layers"], strict=True):
             _restore_attrs(vars(layer), layer_state, f"envs[{i}]")
+        _settle_checkers(layers)
     base.set_attr("__dict__", [vars(env) for env in copies])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.environments import completed_episodes
 from forgelab.core.evaluation import PeriodicEvaluator
@@ -39,6 +40,7 @@ class RandomAgent:
         self.evaluator = PeriodicEvaluator(ctx, self)
         self.eval_space = self.envs.single_action_space
         self.eval_space.seed(ctx.eval_seed)
+        self._started = False  # envs reset and seeded; a resumed run continues mid-episode
 
     def _eval_policy(self, obs: np.ndarray) -> Any:
         return self.eval_space.sample()
@@ -50,8 +52,10 @@ class RandomAgent:
     def fit(self) -> None:
         ctx, train = self.ctx, self.ctx.config.train
         total = int(train.total_steps)
-        self.envs.action_space.seed(int(self.rng.integers(2**31)))
-        self.envs.reset(seed=ctx.seed)
+        if not self._started:
+            self.envs.action_space.seed(int(self.rng.integers(2**31)))
+            self.envs.reset(seed=ctx.seed)
+            self._started = True
         start_step, start_time = self.step, time.perf_counter()
         while self.step < total and not ctx.stop_requested:
             last = self.step
@@ -76,9 +80,14 @@ class RandomAgent:
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "rng": self.rng.bit_generator.state,
-                "evaluator": self.evaluator.state_dict()}
+                "evaluator": self.evaluator.state_dict(),
+                # the envs mid-episode, with their spaces' RNGs: resume is exact
+                "envs": snapshot_env(self.envs) if self._started else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.rng.bit_generator.state = state["rng"]
         self.evaluator.load_state_dict(state["evaluator"])
+        if state.get("envs") is not None:
+            restore_env(self.envs, state["envs"])
+            self._started = True

@@ -285,6 +285,9 @@ class SB3Agent:
 
     algorithm_class: ClassVar[type[BaseAlgorithm]]
     renames: ClassVar[dict[str, str | None]] = {}
+    #: a resumed SB3 run starts new episodes (SB3 cannot restore its envs mid-episode), so it is
+    #: not bit-identical to an uninterrupted one; forgelab.testing checks it resumes to the end
+    exact_resume: ClassVar[bool] = False
 
     def __init__(self, options: SB3Options, ctx: RunContext) -> None:
         self.ctx = ctx

@@ -9,9 +9,12 @@ error (for CI and plugin authors); ``FORGELAB_DISABLE_PLUGINS=a,b`` blocks plugi
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal
 
 import pluggy
@@ -24,12 +27,14 @@ from forgelab.core.registry import (
     Registration,
     Registry,
     Source,
+    import_string,
     validate_registration,
 )
 
 ENTRY_POINT_GROUP = "forgelab"
 STRICT_ENV = "FORGELAB_STRICT_PLUGINS"
 DISABLE_ENV = "FORGELAB_DISABLE_PLUGINS"
+DEBUG_ENV = "FORGELAB_DEBUG"  # print the traceback of every plugin failure
 BUILTIN_DISTRIBUTION = "forgelab"
 
 # hook name -> kind of component it registers
@@ -40,7 +45,56 @@ HOOKS: dict[str, Kind] = {
     "register_datasets": "dataset",
 }
 
+EXPERIMENTS_HOOK = "register_experiments"
+# The keywords each kind's `register` accepts (hookspecs.Register* Protocols document them).
+KEYWORDS: dict[Kind, tuple[str, ...]] = {
+    "agent": ("config", "description", "check", "conformance"),
+    "model": ("config", "description", "check", "conformance"),
+    "dataset": ("config", "description", "conformance"),
+    "env": ("kwargs", "max_episode_steps", "reward_threshold", "nondeterministic", "description"),
+}
+_HOST_FILES = (str(Path(__file__).resolve().parent),)  # frames in forgelab.core: not the plugin
+
 Status = Literal["active", "disabled", "failed"]
+def known_hooks() -> list[str]:
+    """Every hook the spec module declares (a plugin's @hookimpl must match one of them)."""
+    marker = hookspecs.PROJECT_NAME + "_spec"
+    return sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), marker))
+
+
+def debug_enabled() -> bool:
+    return _truthy(os.environ.get(DEBUG_ENV))
+
+
+def _plugin_frame(tb: Any) -> str | None:
+    """``file:line`` of the innermost traceback frame outside forgelab's core (the plugin's)."""
+    frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(_HOST_FILES)]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+
+
+def _caller() -> str | None:
+    """``file:line`` of the plugin code that called ``register`` (for later error messages)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_HOST_FILES):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else None
+
+
+class _HookFailure(Exception):
+    """A plugin's hook failed; the message already names the hook and the place."""
+
+
+class RegistrationError(TypeError):
+    """A ``register`` call with an unknown keyword or wrong arguments."""
+
+
+@dataclass(frozen=True)
+class ExperimentFile:
+    """An experiment YAML that a plugin ships (``register_experiments``)."""
+
+    name: str
+    path: Path
+    source: Source
 
 
 @dataclass
@@ -54,6 +108,10 @@ class PluginInfo:
     status: Status = "active"
     error: str | None = None
     registered: list[tuple[Kind, str]] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    traceback: str | None = None  # of the failure (shown with FORGELAB_DEBUG=1)
+    #: what the plugin registered before it failed (so "unknown agent" can name the plugin)
+    attempted: list[tuple[Kind, str]] = field(default_factory=list)
 
     @property
     def source(self) -> Source:
@@ -68,6 +126,7 @@ class PluginInfo:
             "status": self.status,
             "error": self.error,
             "registered": [{"kind": kind, "name": name} for kind, name in self.registered],
+            "experiments": list(self.experiments),
         }
 
 
@@ -94,7 +153,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
+        self.registry.explain = self.explain_missing
         self.plugins: dict[str, PluginInfo] = {}
+        self.experiments: dict[str, ExperimentFile] = {}
         self._envs_applied = False
 
     # ----------------------------------------------------------------- discovery
@@ -147,16 +208,18 @@ class PluginHost:
         try:
             plugin = load()
         except Exception as exc:  # broad on purpose: any import error must not take us down
-            self._fail(info, f"failed to import {info.module!r}: {type(exc).__name__}: {exc}")
+            where = _plugin_frame(exc.__traceback__)
+            self._fail(info, f"failed to import {info.module!r}: {type(exc).__name__}: {exc}"
+                       + (f" (at {where})" if where else ""), exc)
             return
         unknown = self._unknown_hooks(plugin)
         if unknown:
             hints = []
             for hook in unknown:
-                guess = closest(hook, HOOKS)
+                guess = closest(hook, known_hooks())
                 hints.append(f"{hook!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
             self._fail(info, "implements unknown hook " + ", ".join(hints)
-                       + f"; known hooks: {', '.join(HOOKS)}")
+                       + f"; known hooks: {', '.join(known_hooks())}")
             return
         try:
             self.pm.register(plugin, name=info.name)
@@ -174,74 +237,189 @@ class PluginHost:
                 value = getattr(plugin, attr)
             except Exception:
                 continue
-            if callable(value) and hasattr(value, marker) and attr not in HOOKS:
+            if callable(value) and hasattr(value, marker) and attr not in known_hooks():
                 names.append(attr)
         return names
 
     # -------------------------------------------------------------- registration
     def _collect(self, info: PluginInfo) -> None:
         """Call this plugin's hooks, then add its registrations all together or not at all."""
-        pending: list[Registration] = []
+        pending: list[tuple[Registration, str | None]] = []
+        experiments: list[ExperimentFile] = []
         try:
-            for hook_name, kind in HOOKS.items():
+            for hook_name in [*HOOKS, EXPERIMENTS_HOOK]:
                 caller = getattr(self.pm.hook, hook_name)
                 for impl in caller.get_hookimpls():
-                    if impl.plugin_name == info.name:
-                        impl.function(register=self._register_callable(kind, info, pending))
+                    if impl.plugin_name != info.name:
+                        continue
+                    register = (self._experiments_callable(info, experiments)
+                                if hook_name == EXPERIMENTS_HOOK else
+                                self._register_callable(HOOKS[hook_name], info, pending))
+                    try:
+                        impl.function(register=register)
+                    except Exception as exc:
+                        where = _plugin_frame(exc.__traceback__)
+                        raise _HookFailure(
+                            f"hook {hook_name} raised {type(exc).__name__}: {exc}"
+                            + (f" (at {where})" if where else "")) from exc
+            info.attempted = [(reg.kind, reg.name) for reg, _ in pending]
             seen: dict[tuple[Kind, str], Registration] = {}
-            for reg in pending:
+            for reg, origin in pending:
                 key = (reg.kind, reg.name)
                 if key in seen:
                     raise DuplicateRegistration(reg, seen[key])
                 seen[key] = reg
-                validate_registration(reg)
+                try:
+                    validate_registration(reg)
+                except ValueError as exc:
+                    raise _HookFailure(f"{exc}" + (f" (registered at {origin})" if origin
+                                                    else "")) from exc
                 existing = self.registry.find(reg.kind, reg.name)
                 if existing is not None:
                     raise DuplicateRegistration(reg, existing)
+            for experiment in experiments:
+                existing_file = self.experiments.get(experiment.name)
+                if existing_file is not None and existing_file.path != experiment.path:
+                    raise _HookFailure(
+                        f"experiment {experiment.name!r} is shipped twice: by "
+                        f"{existing_file.source} and by {experiment.source}")
+            if self.strict:
+                self._import_everything([reg for reg, _ in pending])
         except Exception as exc:
             self.pm.unregister(name=info.name)
-            self._fail(info, f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, DuplicateRegistration) else str(exc))
+            message = str(exc) if isinstance(exc, (DuplicateRegistration, _HookFailure)) \
+                else f"{type(exc).__name__}: {exc}"
+            self._fail(info, message, exc.__cause__ or exc)
             return
-        for reg in pending:
+        for reg, _ in pending:
             self.registry.add(reg)
             info.registered.append((reg.kind, reg.name))
+        for experiment in experiments:
+            self.experiments.setdefault(experiment.name, experiment)
+            info.experiments.append(experiment.name)
+
+    @staticmethod
+    def _import_everything(registrations: list[Registration]) -> None:
+        """Strict mode: import every factory / config / check / entry-point string now, so a
+        misspelt ``"pkg.gmm:GaussianMixtureModel"`` is reported at load time, not at run time."""
+        problems = []
+        for reg in registrations:
+            targets = [("factory" if reg.kind != "env" else "entry point", reg.factory),
+                       ("config", reg.config), ("check", reg.metadata.get("check"))]
+            for what, target in targets:
+                if not isinstance(target, str):
+                    continue
+                try:
+                    import_string(target)
+                except Exception as exc:  # whatever importing the plugin's code raises
+                    problems.append(f"{reg.kind} {reg.name!r}: cannot import its {what} "
+                                    f"{target!r} ({type(exc).__name__}: {exc})")
+        if problems:
+            raise _HookFailure("; ".join(problems))
 
     def _register_callable(self, kind: Kind, info: PluginInfo,
-                           pending: list[Registration]) -> Callable[..., None]:
+                           pending: list[tuple[Registration, str | None]]) -> Callable[..., None]:
+        """The ``register`` a hook receives (signatures: the Protocols in hookspecs)."""
         source = info.source
+        allowed = KEYWORDS[kind]
+
+        def reject_unknown(call: str, extra: dict[str, Any]) -> None:
+            if not extra:
+                return
+            parts = []
+            for key in sorted(extra):
+                guess = closest(key, allowed)
+                parts.append(f"{key!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+            raise RegistrationError(
+                f"{call}: unknown keyword {', '.join(parts)}; {kind} registrations accept "
+                f"{', '.join(allowed)}")
+
         if kind == "env":
 
             def register_env(env_id: str, entry_point: Any, *, kwargs: dict | None = None,
-                             max_episode_steps: int | None = None, description: str = "",
+                             max_episode_steps: int | None = None,
+                             reward_threshold: float | None = None,
+                             nondeterministic: bool = False, description: str = "",
                              **extra: Any) -> None:
-                pending.append(Registration(
+                reject_unknown(f"register({env_id!r})", extra)
+                metadata = {"kwargs": dict(kwargs or {}), "max_episode_steps": max_episode_steps}
+                if reward_threshold is not None:
+                    metadata["reward_threshold"] = reward_threshold
+                if nondeterministic:
+                    metadata["nondeterministic"] = True
+                pending.append((Registration(
                     kind="env", name=env_id, factory=entry_point, config=None,
-                    description=description, source=source,
-                    metadata={"kwargs": dict(kwargs or {}),
-                              "max_episode_steps": max_episode_steps, **extra},
-                ))
+                    description=description, source=source, metadata=metadata), _caller()))
 
             return register_env
 
         def register(name: str, factory: Any, *, config: Any = None, description: str = "",
                      **extra: Any) -> None:
-            pending.append(Registration(
+            reject_unknown(f"register({name!r})", {k: v for k, v in extra.items()
+                                                   if k not in allowed})
+            conformance = extra.get("conformance")
+            if conformance is not None and not isinstance(conformance, dict):
+                raise RegistrationError(f"register({name!r}): conformance must be a mapping of "
+                                        f"experiment keys, not {type(conformance).__name__}")
+            metadata = {k: v for k, v in extra.items() if v is not None}
+            pending.append((Registration(
                 kind=kind, name=name, factory=factory, config=config,
-                description=description, source=source, metadata=dict(extra),
-            ))
+                description=description, source=source, metadata=metadata), _caller()))
 
         return register
 
-    def _fail(self, info: PluginInfo, error: str) -> None:
+    def _experiments_callable(self, info: PluginInfo,
+                              found: list[ExperimentFile]) -> Callable[..., None]:
+        def register(path: str | Path, **extra: Any) -> None:
+            if extra:
+                raise RegistrationError(f"register({str(path)!r}): unknown keyword "
+                                        f"{', '.join(map(repr, sorted(extra)))}; "
+                                        "register_experiments takes only a path")
+            path = Path(path)
+            if path.is_dir():
+                files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            elif path.is_file() and path.suffix in {".yaml", ".yml"}:
+                files = [path]
+            else:
+                raise RegistrationError(f"register({str(path)!r}): no such YAML file or folder")
+            for file in files:
+                found.append(ExperimentFile(file.stem, file.resolve(), info.source))
+
+        return register
+
+    def _fail(self, info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
         info.status = "failed"
         info.error = error
+        if exc is not None:
+            info.traceback = "".join(traceback.format_exception(exc))
+            if debug_enabled():
+                print(f"plugin {info.name!r} failed ({DEBUG_ENV} is set):\n{info.traceback}",
+                      file=sys.stderr)
         if self.strict:
             raise PluginError(
                 f"plugin {info.name!r} ({info.distribution or info.module}) {error}",
                 hint=f"fix or uninstall it; {DISABLE_ENV}={info.name} skips it "
                 f"(strict because {STRICT_ENV} is set)",
             )
+
+    def explain_missing(self, kind: Kind, name: str) -> str | None:
+        """Why ``name`` may be missing: a plugin that registered it (or may have) failed or
+        is disabled. Used by the registry's "unknown agent" message."""
+        for info in self.plugins.values():
+            if (kind, name) in info.attempted and info.status == "failed":
+                return (f"{kind} {name!r} comes from plugin {info.name!r} "
+                        f"({info.distribution or info.module}), which failed to load: "
+                        f"{info.error}")
+        notes = []
+        for info in self.plugins.values():
+            dist = info.distribution or info.module
+            if info.status == "disabled":
+                notes.append(f"plugin {info.name!r} ({dist}) is installed but disabled by "
+                             f"{DISABLE_ENV}")
+            elif info.status == "failed" and not info.attempted:
+                notes.append(f"plugin {info.name!r} ({dist}) is installed but failed to load, "
+                             f"so its components are missing: {info.error}")
+        return "; ".join(notes) or None
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -274,6 +452,8 @@ class PluginHost:
                 entry_point=reg.factory,
                 kwargs=reg.metadata.get("kwargs") or {},
                 max_episode_steps=reg.metadata.get("max_episode_steps"),
+                reward_threshold=reg.metadata.get("reward_threshold"),
+                nondeterministic=bool(reg.metadata.get("nondeterministic", False)),
             )
 
 

@@ -131,6 +131,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._items: dict[Kind, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        #: set by the plugin host: why a name may be missing (a failed or disabled plugin)
+        self.explain: Callable[[Kind, str], str | None] | None = None
 
     def add(self, reg: Registration) -> None:
         existing = self._items[reg.kind].get(reg.name)
@@ -148,9 +150,12 @@ class Registry:
         try:
             return self._items[kind][name]
         except KeyError:
+            message = unknown_name_message(kind, name, self._items[kind])
+            why = self.explain(kind, name) if self.explain is not None else None
             raise ForgelabError(
-                unknown_name_message(kind, name, self._items[kind]),
-                hint=f"`forgelab list {kind}s` shows every registered {kind}",
+                message + (f". Note: {why}" if why else ""),
+                hint=f"`forgelab list {kind}s` shows every registered {kind}"
+                + ("; `forgelab plugins` shows the failed or disabled plugin" if why else ""),
             ) from None
 
     def names(self, kind: Kind) -> list[str]:

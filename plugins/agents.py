@@ -19,8 +19,20 @@ _AGENTS = {
 }
 
 
+# Tiny options for forgelab.testing's conformance runs (64 env steps): a few updates each.
+# DQN keeps its replay buffer in checkpoints, which is what makes its resume exact.
+_CONFORMANCE = {
+    "dqn": {"learning_starts": 16, "buffer_size": 256, "batch_size": 8,
+            "target_update_interval": 32, "net_arch": [16], "save_replay_buffer": True},
+    "reinforce": {"episodes_per_update": 1, "hidden_sizes": [16]},
+    "a2c": {"hidden_sizes": [16]},
+    "ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 2, "hidden_sizes": [16]},
+}
+
+
 @hookimpl
 def register_agents(register):
     for name, (module, cls, description) in _AGENTS.items():
         register(name, f"{module}:{cls}", config=f"{module}:{cls}Config",
-                 description=description)
+                 description=description,
+                 conformance={"agent_options": _CONFORMANCE[name]})

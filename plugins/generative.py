@@ -45,10 +45,24 @@ _DATASETS = {
 }
 
 
+# Small networks, and batches logged every 2 so that forgelab.testing's SIGTERM check stops
+# a conformance run in the middle of an epoch (its resume must be exact there too).
+_SMALL = {"hidden": 32, "log_every": 2, "media_samples": 16}
+_CONFORMANCE = {
+    "autoencoder": {"model_options": {**_SMALL, "latent_dim": 4}},
+    "vae": {"model_options": {**_SMALL, "latent_dim": 4, "nll_samples": 8}},
+    "cvae": {"model_options": {**_SMALL, "latent_dim": 4, "nll_samples": 8}},
+    "gan": {"model_options": {**_SMALL, "batch_size": 64, "layers": 1}},
+    "wgan-gp": {"model_options": {**_SMALL, "batch_size": 64, "layers": 1, "n_critic": 2}},
+    "cgan": {"model_options": {**_SMALL, "batch_size": 64, "layers": 1}},
+}
+
+
 @hookimpl
 def register_generative_models(register):
     for name, (factory, config, description) in _MODELS.items():
-        register(name, factory, config=config, description=description)
+        register(name, factory, config=config, description=description,
+                 conformance=_CONFORMANCE[name])
 
 
 @hookimpl

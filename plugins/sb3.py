@@ -18,6 +18,19 @@ _AGENTS = {
 }
 
 
+_SMALL_NET = {"policy_kwargs": {"net_arch": [16]}}
+_OFF_POLICY = {**_SMALL_NET, "learning_starts": 16, "buffer_size": 256, "batch_size": 8}
+# Tiny options for forgelab.testing's conformance runs (64 env steps): a few updates each.
+_CONFORMANCE = {
+    "sb3-dqn": {**_OFF_POLICY, "target_update_interval": 32},
+    "sb3-ppo": {**_SMALL_NET, "n_steps": 16, "batch_size": 16, "n_epochs": 2},
+    "sb3-a2c": _SMALL_NET,
+    "sb3-sac": _OFF_POLICY,
+    "sb3-td3": _OFF_POLICY,
+    "sb3-ddpg": _OFF_POLICY,
+}
+
+
 @hookimpl
 def register_agents(register):
     for name, (adapter, options, description) in _AGENTS.items():
@@ -27,4 +40,5 @@ def register_agents(register):
             config=f"forgelab.agents.sb3_options:{options}",
             description=description,
             check="forgelab.agents.sb3:check_experiment",
+            conformance={"agent_options": _CONFORMANCE[name]},
         )

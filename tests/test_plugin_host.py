@@ -60,7 +60,7 @@ def test_plugin_raising_in_a_hook_is_skipped_and_others_work() -> None:
         (lambda r: r("BadName", "x:y"), "invalid agent name 'BadName'"),
         (lambda r: r("ok", 42), "factory must be a callable"),
         (lambda r: r("ok", "x:y", config=dict), "config must be a pydantic BaseModel"),
-        (lambda r: r("ok", "x:y", colour="red") or r("ok", "x:y"), "registered twice"),
+        (lambda r: r("ok", "x:y", description="a") or r("ok", "x:y"), "registered twice"),
     ],
 )
 def test_invalid_registrations_are_reported(register_call, message: str) -> None:
