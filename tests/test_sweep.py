@@ -1,0 +1,170 @@
+"""`forgelab sweep` end to end: real `forgelab run` processes, real signals, real W&B (offline)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import forgelab_cli, read_metrics, user_env, wandb_of_type, wandb_records
+
+# Short trials: a random agent on CartPole, no videos, a small evaluation.
+SHORT = ["train.total_steps=600", "train.video_every=null", "train.eval_episodes=2"]
+
+
+def forgelab_exe() -> str:
+    return shutil.which("forgelab", path=str(Path(sys.executable).parent)) or "forgelab"
+
+
+def study(name: str) -> dict[str, Any]:
+    return json.loads(Path(f"runs/{name}/study.json").read_text())
+
+
+def trials(name: str) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in study(name)["trials"]}
+
+
+def run_info(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "run.json").read_text())
+
+
+def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Poll for a state of files on disk (not a timing assumption), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_grid_with_seeds_records_every_trial_retries_a_failure_and_reruns_only_it() -> None:
+    # A file where one trial's run folder must go: that trial fails in its own process.
+    blocker = Path("runs/grid/c01-s0/cartpole-random")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way\n")
+    args = ["sweep", "cartpole-random", "env.num_envs=1,2", "seed=0:2", *SHORT,
+            "--name", "grid", "--workers", "2", "--retries", "1"]
+    result = forgelab_cli(*args)
+    assert result.returncode == 1, result.stderr
+    assert "failed c01-s0 after 2 attempt(s)" in result.stderr
+    record = study("grid")
+    assert record["summary"]["finished"] == 3 and record["summary"]["failed"] == 1
+    by_id = trials("grid")
+    failed = by_id["c01-s0"]
+    assert failed["status"] == "failed" and failed["attempts"] == 2
+    assert failed["exit_code"] not in (0, None) and failed["error"]
+    for trial_id, num_envs, seed in (("c00-s0", 1, 0), ("c00-s1", 1, 1), ("c01-s1", 2, 1)):
+        trial = by_id[trial_id]
+        assert (trial["status"], trial["exit_code"], trial["attempts"]) == ("finished", 0, 1)
+        run_dir = Path(trial["run_dir"])
+        assert run_dir.parent.parent == Path(f"runs/grid/{trial_id}").resolve()
+        assert run_info(run_dir)["status"] == "finished"
+        config = (run_dir / "config.yaml").read_text()
+        assert f"seed: {seed}\n" in config and f"num_envs: {num_envs}\n" in config
+        assert trial["params"] == {"env.num_envs": num_envs} and trial["seed"] == seed
+    # seeds are replicates: a configuration's seeds start before the next configuration's
+    assert max(by_id[t]["started"] for t in ("c00-s0", "c00-s1")) <= min(
+        by_id[t]["started"] for t in ("c01-s0", "c01-s1"))
+    # W&B: the group is study + configuration (seeds of one configuration), tagged with the study
+    run = wandb_of_type(wandb_records(Path(by_id["c00-s1"]["run_dir"])), "run")[0]
+    assert run["run_group"] == "grid-c00" and "grid" in run["tags"]
+
+    blocker.unlink()  # the cause is fixed: the same command finishes only what is unfinished
+    finished_before = {t: by_id[t]["run_dir"] for t in ("c00-s0", "c00-s1", "c01-s1")}
+    result = forgelab_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 4 trial(s) to run" in result.stdout
+    after = trials("grid")
+    assert all(t["status"] == "finished" for t in after.values())
+    assert {t: after[t]["run_dir"] for t in finished_before} == finished_before
+    assert all(after[t]["attempts"] == 1 for t in finished_before)
+    assert after["c01-s0"]["attempts"] == 3
+    assert run_info(after["c01-s0"]["run_dir"])["status"] == "finished"
+
+
+def _progress(trial_dir: Path) -> int:
+    """Rows in the metrics.jsonl of the trial's run (0 before it exists)."""
+    files = list(trial_dir.glob("*/*/metrics.jsonl"))
+    return len(read_metrics(files[0].parent)) if files else 0
+
+
+def _statuses(name: str, ids: list[str]) -> list[str | None]:
+    out = []
+    for trial_id in ids:
+        files = list(Path(f"runs/{name}/{trial_id}").glob("*/*/run.json"))
+        out.append(json.loads(files[0].read_text()).get("status") if files else None)
+    return out
+
+
+def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
+    args = [forgelab_exe(), "sweep", "cartpole-random", "seed=0:2", "train.total_steps=60000",
+            "train.video_every=null", "train.eval_every=null", "--name", "long",
+            "--workers", "2"]
+    env = {**user_env(), "WANDB_MODE": "disabled"}
+    ids = ["c00-s0", "c00-s1"]
+    roots = [Path(f"runs/long/{i}") for i in ids]
+
+    # 1. SIGTERM (what `kill` and schedulers send): trials checkpoint, the sweep exits 143
+    sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    wait_for(lambda: all(_progress(r) > 0 for r in roots), "both trials to log")
+    sweep.send_signal(signal.SIGTERM)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, err
+    by_id = trials("long")
+    for trial_id in ids:
+        assert (by_id[trial_id]["status"], by_id[trial_id]["exit_code"]) == ("interrupted", 143)
+        info = run_info(by_id[trial_id]["run_dir"])
+        assert info["status"] == "interrupted" and info["stop_signal"] == signal.SIGTERM
+    rows = [_progress(r) for r in roots]
+
+    # 2. SIGKILL mid-way: the sweep cannot forward anything; the kernel sends its children
+    # SIGTERM (PR_SET_PDEATHSIG) and they checkpoint on their own.
+    sweep = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: _statuses("long", ids) == ["running", "running"] and all(
+        _progress(r) > n for r, n in zip(roots, rows, strict=True)), "both trials to resume")
+    sweep.kill()
+    sweep.wait(timeout=60)
+    wait_for(lambda: _statuses("long", ids) == ["interrupted", "interrupted"],
+             "the orphaned trials to checkpoint and stop")
+    assert {t["status"] for t in trials("long").values()} == {"running"}  # what it knew
+
+    # 3. The same command again finishes both, each in its one run directory.
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for trial_id, root in zip(ids, roots, strict=True):
+        trial = trials("long")[trial_id]
+        assert trial["status"] == "finished" and trial["resumed"] and trial["attempts"] == 3
+        assert len(list(root.glob("*/*/run.json"))) == 1
+        assert run_info(trial["run_dir"])["status"] == "finished"
+        steps = [row["global_step"] for row in read_metrics(Path(trial["run_dir"]))
+                 if "global_step" in row]
+        assert max(steps) >= 60000
+
+
+def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_asks_for_a_requeue() -> None:
+    # The environment `wandb agent` gives the command of a sweep (offline: no server here).
+    env = {**user_env(), "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "swp123",
+           "WANDB_RUN_ID": "agentrun7", "WANDB_PROJECT": "sweep-project"}
+    proc = subprocess.Popen([forgelab_exe(), "run", "cartpole-random", "seed=3",
+                             "train.total_steps=1000000", "train.video_every=null",
+                             "--no-progress"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _progress(Path("runs")) > 0, "the run to log")
+    run_dirs = list(Path("runs/cartpole-random").glob("*"))
+    assert [p.name.endswith("-agentrun7") for p in run_dirs] == [True]
+    proc.send_signal(signal.SIGTERM)  # how an agent stops a run (then requeues it if marked)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    info = run_info(run_dirs[0])
+    assert (info["run_id"], info["sweep_id"], info["wandb_project"], info["status"]) == (
+        "agentrun7", "swp123", "sweep-project", "interrupted")
+    records = wandb_records(run_dirs[0])
+    run = wandb_of_type(records, "run")[0]
+    assert (run["run_id"], run["project"], run["sweep_id"]) == (
+        "agentrun7", "sweep-project", "swp123")
+    assert wandb_of_type(records, "preempting"), "the agent would not requeue the run"
