@@ -383,7 +383,8 @@ def run_result_lines(run_dir: Path) -> list[str]:
     progress = f"{run.last_step:,} of {run.budget:,} {unit}" if run.last_step is not None \
         and run.budget else f"{run.last_step or 0} {unit}"
     if duration is not None:
-        lines.append(f"took {duration:,.0f} s ({progress}), status {run.status}")
+        took = f"{duration:,.0f} s" if duration >= 1 else "under 1 s"
+        lines.append(f"took {took} ({progress}), status {run.status}")
     budget_key = "train.total_steps" if run.kind == "agent" else "train.epochs"
     extend = f" {budget_key}={2 * run.budget}" if run.budget and run.status == "finished" else ""
     lines.append(f"report: forgelab report {run.path.parent}")
