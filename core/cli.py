@@ -37,6 +37,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list installed plugins, their status and registrations")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--check", nargs="?", const="", default=None, metavar="NAME",
+                   help="run the conformance kit (forgelab.testing) on a plugin's or a "
+                   "component's registrations; without NAME, on every third-party plugin")
+
+    p = sub.add_parser("new-plugin", help="write a new plugin package (pyproject with the entry "
+                       "point, components, an experiment, conformance tests, README)")
+    p.add_argument("name", help="distribution name, e.g. forgelab-corridor")
+    p.add_argument("--dir", default=".", help="parent folder of the new package (default: .)")
+    for flag, what in (("agent", "an RL agent"), ("model", "a generative model"),
+                       ("env", "a gymnasium environment"), ("dataset", "a dataset")):
+        p.add_argument(f"--{flag}", action="store_true",
+                       help=f"include {what} (no flag: all four)")
+
 
     p = sub.add_parser("list", help="list registered components and their options")
     p.add_argument("what", nargs="?", default="all",
@@ -106,6 +119,10 @@ def _host(report: bool = True):
 
 # -------------------------------------------------------------------------- plugins
 def cmd_plugins(args: argparse.Namespace) -> int:
+    if args.check is not None:
+        from forgelab.testing.cli import cmd_check
+
+        return cmd_check(args.check or None, args.json)
     host = _host(report=False)
     plugins = [info.as_dict() for info in host.plugins.values()]
     if args.json:
@@ -225,15 +242,26 @@ def _print_component(row: dict[str, Any]) -> None:
         print(f"      {opt['name']}: {opt['type']} = {opt['default']!r}{desc}")
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from forgelab.core.config import available_experiments
+def _experiment_rows(host) -> list[dict[str, Any]]:
+    """Experiment names, with the plugin that ships each one (None: a folder's file)."""
+    from forgelab.core.config import available_experiments, find_experiment
 
+    rows = []
+    for name in available_experiments():
+        shipped = host.experiments.get(name)
+        from_plugin = shipped is not None and find_experiment(name) == shipped.path
+        rows.append({"name": name, "plugin": shipped.source.plugin if from_plugin else None,
+                     "distribution": shipped.source.distribution if from_plugin else None})
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
     host = _host()
     result: dict[str, list[dict[str, Any]]] = {}
     kinds = list(PLURALS) if args.what == "all" else [args.what]
     for plural in kinds:
         if plural == "experiments":
-            result["experiments"] = [{"name": n} for n in available_experiments()]
+            result["experiments"] = _experiment_rows(host)
         elif plural == "envs":
             rows = _env_rows(host, args.details)
             if args.what == "all" and not args.details:  # all: plugin envs only, gym's are many
@@ -242,7 +270,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             result[plural] = _component_rows(host, PLURALS[plural])
     if args.what == "all":
-        result["experiments"] = [{"name": n} for n in available_experiments()]
+        result["experiments"] = _experiment_rows(host)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
@@ -252,7 +280,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("  (none)")
         for row in rows:
             if plural == "experiments":
-                print(f"  {row['name']}")
+                print(f"  {row['name']}" + (f"  [{row['plugin']}]" if row["plugin"] else ""))
             else:
                 _print_component(row)
     return 0
@@ -331,6 +359,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
 COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cmd_eval,
             "sample": cmd_sample}
 COMMANDS["watch"] = cmd_watch
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from forgelab.testing.scaffold import new_plugin
+
+    kinds = [k for k in ("agent", "model", "env", "dataset") if getattr(args, k)]
+    root = new_plugin(args.name, Path(args.dir), kinds or None)
+    print(f"wrote {root}\n  install it: pip install -e {root}\n  test it:    cd {root} && "
+          "pytest")
+    return 0
+
+
+COMMANDS["new-plugin"] = cmd_new_plugin
+
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -182,7 +182,16 @@ def experiment_dirs() -> list[Path]:
 
 def available_experiments() -> list[str]:
     names = {p.stem for d in experiment_dirs() for p in d.glob("*.yaml")}
-    return sorted(names)
+    return sorted(names | set(plugin_experiments()))
+
+
+def plugin_experiments() -> dict[str, Any]:
+    """Experiment files that plugins ship (``register_experiments``): name -> ExperimentFile
+    (``.path``, ``.source``). Searched after the folders of :func:`experiment_dirs`."""
+    from forgelab.core.pluginhost import get_host
+
+    return dict(get_host().experiments)
+
 
 
 def find_experiment(ref: str) -> Path:
@@ -198,6 +207,9 @@ def find_experiment(ref: str) -> Path:
             candidate = directory / f"{ref}{suffix}"
             if candidate.is_file():
                 return candidate
+    shipped = plugin_experiments().get(ref)
+    if shipped is not None:
+        return shipped.path
     raise ConfigError(unknown_name_message("experiment", ref, available_experiments()),
                       hint="give a path to a YAML file, or a name from experiments/")
 

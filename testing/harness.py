@@ -8,8 +8,10 @@ disabled, in a private folder, and are cached so that several checks read the sa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import io
 import os
 import signal
 import threading
@@ -114,6 +116,7 @@ class Subject:
         self._trigger = _StopTrigger()
         self._env: str | dict[str, Any] | None = None
         self.notes: dict[str, str] = {}
+        self.output = ""  # what the runner printed during the kit's runs
 
     # ------------------------------------------------------------------ config
     @property
@@ -185,9 +188,21 @@ class Subject:
         if key not in self._runs:
             from forgelab.core import runner
 
-            self._runs[key] = runner.train(self.config(**extra), host=self._kit_host(),
-                                           show_progress=False)
+            with self.quiet():
+                self._runs[key] = runner.train(self.config(**extra), host=self._kit_host(),
+                                               show_progress=False)
         return self._runs[key]
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """The runner's messages (result lines, "SIGTERM: stopping...") go to ``self.output``
+        rather than the terminal: the kit reports per check."""
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                yield
+        finally:
+            self.output += buffer.getvalue()
 
     def stopped_run(self) -> tuple[Path, dict[str, Any] | None]:
         """A tiny run stopped by a real SIGTERM at its first report after step 0."""
@@ -199,8 +214,9 @@ class Subject:
                                    "runner's signal handler is installed only there)")
             self._trigger.armed = True
             try:
-                self._runs["stopped"] = runner.train(self.config(), host=self._kit_host(),
-                                                     show_progress=False)
+                with self.quiet():
+                    self._runs["stopped"] = runner.train(self.config(), host=self._kit_host(),
+                                                         show_progress=False)
             finally:
                 self._trigger.armed = False
         return self._runs["stopped"], self._trigger.fired_at
@@ -208,7 +224,8 @@ class Subject:
     def resume(self, run_dir: Path) -> Path:
         from forgelab.core import runner
 
-        return runner.resume(run_dir, host=self._kit_host(), show_progress=False)
+        with self.quiet():
+            return runner.resume(run_dir, host=self._kit_host(), show_progress=False)
 
     def job(self, run_dir: Path, job_type: str = "eval") -> tuple[Any, Any, Path]:
         """A fresh component restored from ``run_dir``'s latest checkpoint, in a new job."""
