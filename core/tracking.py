@@ -179,7 +179,9 @@ class Tracker:
         self._jsonl.flush()
 
     def _media_path(self, key: str, suffix: str, axes: Mapping[str, int]) -> Path:
-        stamp = "-".join(f"{k}{v}" for k, v in axes.items()) or str(int(time.time() * 1000))
+        # zero-padded like checkpoint folders, so that media files sort in logged order
+        stamp = "-".join(f"{k}{int(v):09d}" if isinstance(v, int | np.integer) else f"{k}{v}"
+                         for k, v in axes.items()) or str(int(time.time() * 1000))
         path = self.media_dir / f"{key.replace('/', '_')}-{stamp}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path

@@ -39,7 +39,7 @@ from torch import nn
 from forgelab.core.component import RunContext
 from forgelab.core.errors import ConfigError
 from forgelab.generative.base import GenerativeConfig, GenerativeModel
-from forgelab.generative.images import make_grid, reconstruction_grid
+from forgelab.generative.images import reconstruction_grid, traversal_grid
 from forgelab.generative.metrics import (
     active_units,
     importance_sampled_nll,
@@ -387,7 +387,9 @@ class VAE(GenerativeModel):
         for row, unit in enumerate(units):
             z[row * steps:(row + 1) * steps, unit] = values
         labels = y.repeat(len(z)) if y is not None and self.conditional else None
-        return make_grid(self.decode_mean(z, labels), nrow=steps)
+        # rows say which unit moves (and its KL), columns the value it is set to
+        return traversal_grid(self.decode_mean(z, labels), units=units.tolist(),
+                              values=values.tolist(), kl=kl[units].tolist())
 
 
 # ------------------------------------------------------------------------------- CVAE
