@@ -402,6 +402,25 @@ class PluginHost:
                 f"(strict because {STRICT_ENV} is set)",
             )
 
+    def provenance(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Which plugin, distribution and version provided each component of an experiment
+        (recorded in run.json and the W&B config)."""
+        wanted: list[tuple[str, Kind, str]] = [(config.kind, config.kind, config.component)]
+        if config.dataset:
+            wanted.append(("dataset", "dataset", config.dataset))
+        if config.env is not None:
+            wanted.append(("env", "env", config.env.id))
+        out = {}
+        for key, kind, name in wanted:
+            reg = self.registry.find(kind, name)
+            if reg is not None:
+                out[key] = {"name": name, "plugin": reg.source.plugin,
+                            "distribution": reg.source.distribution,
+                            "version": reg.source.version}
+            elif kind == "env":
+                out[key] = {"name": name, "plugin": None, **_env_distribution(name)}
+        return out
+
     def explain_missing(self, kind: Kind, name: str) -> str | None:
         """Why ``name`` may be missing: a plugin that registered it (or may have) failed or
         is disabled. Used by the registry's "unknown agent" message."""
@@ -455,6 +474,23 @@ class PluginHost:
                 reward_threshold=reg.metadata.get("reward_threshold"),
                 nondeterministic=bool(reg.metadata.get("nondeterministic", False)),
             )
+
+
+def _env_distribution(env_id: str) -> dict[str, str | None]:
+    """The distribution that provides a gymnasium id registered outside forgelab's plugins
+    (gymnasium's own, or a package that registers on import)."""
+    try:
+        import gymnasium
+
+        entry = gymnasium.spec(env_id).entry_point
+    except Exception:  # an id this process cannot resolve: record nothing rather than fail
+        return {"distribution": None, "version": None}
+    module = entry if isinstance(entry, str) else getattr(entry, "__module__", "")
+    top = module.replace(":", ".").split(".")[0]
+    dists = metadata.packages_distributions().get(top, [])
+    if not dists:
+        return {"distribution": None, "version": None}
+    return {"distribution": dists[0], "version": metadata.version(dists[0])}
 
 
 def _same_entry_point(a: Any, b: Any) -> bool:

@@ -216,7 +216,7 @@ def train(config: ExperimentConfig, host: PluginHost | None = None,
     (run_dir / CONFIG_FILE).write_text(dump_yaml(resolved), encoding="utf-8")
     info = {"run_id": run_id, "experiment": config.name, "status": "running",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(),
-            **agent_run_info()}
+            "components": run.host.provenance(config), **agent_run_info()}
     _write_json(run_dir / RUN_INFO, info)
     return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
 
@@ -292,7 +292,8 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         from forgelab.core.checkpoints import CheckpointManager
 
         state, checkpoint_dir = CheckpointManager(run_dir / "checkpoints").load("latest")
-    wandb_config = {**run.resolved_config(), "versions": info.get("versions", {})}
+    wandb_config = {**run.resolved_config(), "versions": info.get("versions", {}),
+                    "components": info.get("components", {})}
     try:
         ctx = build_context(run, run_dir, info["run_id"], "train", resume, wandb_config,
                             progress_total=total,

@@ -64,6 +64,9 @@ class _KitHost:
     def apply_env_registrations(self) -> None:
         self._host.apply_env_registrations()
 
+    def provenance(self, config: Any) -> dict[str, dict[str, Any]]:
+        return self._host.provenance(config)
+
 
 class _StopTrigger:
     """Sends this process a real SIGTERM at the component's first progress report after

@@ -46,7 +46,21 @@ def test_generated_plugin_installs_tests_and_runs(tmp_path: Path) -> None:
                        cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     run_dir = next((tmp_path / "runs" / "corridor-agent").iterdir())
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished"
+    # run.json records which distribution provided each component
+    assert info["components"]["agent"] == {"name": "corridor-agent", "plugin": "corridor",
+                                           "distribution": "forgelab-corridor",
+                                           "version": "0.1.0"}
+    assert info["components"]["env"]["distribution"] == "forgelab-corridor"
+
+    # Plain gymnasium, outside forgelab, through gymnasium's "module:id" form.
+    plain = subprocess.run(
+        [sys.executable, "-c", "import gymnasium; env = gymnasium.make("
+         "'forgelab.envs.installed:corridor/Corridor-v0'); print(env.spec.max_episode_steps, "
+         "type(env.unwrapped).__name__)"], env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.split() == ["50", "CorridorEnv"]
 
 
 def test_new_plugin_refuses_a_bad_name_and_an_existing_folder(tmp_path: Path) -> None:
