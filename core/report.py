@@ -30,6 +30,7 @@ from forgelab.core.results import (
     lower_is_better,
     read_run,
     study_name,
+    trials_without_runs,
 )
 
 MIN_SEEDS_FOR_INTERVAL = 5
@@ -200,6 +201,12 @@ def load_configurations(paths: list[str | Path]) -> tuple[list[Configuration], l
     return group_runs(runs), studies
 
 
+def missing_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Trials of the studies in ``paths`` that have no run directory to read."""
+    return [{**t, "study": study_name(Path(p))} for p in paths if Path(p).is_dir()
+            for t in trials_without_runs(Path(p))]
+
+
 def analyse(paths: list[str | Path], metric: str | None = None, threshold: float | None = None,
             lower: bool | None = None, reps: int = stats.DEFAULT_REPS,
             seed: int = stats.DEFAULT_SEED, root: Path | None = None) -> dict[str, Any]:
@@ -227,6 +234,7 @@ def analyse(paths: list[str | Path], metric: str | None = None, threshold: float
         "forgelab_report": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "forgelab_version": version("forgelab"), "sources": [str(p) for p in paths],
         "studies": studies, "threshold": threshold,
+        "trials_without_runs": missing_trials(paths),
         "bootstrap": {"reps": reps, "seed": seed, "confidence": 0.95, "method": "percentile, "
                       "stratified by task", "min_seeds_for_headline": MIN_SEEDS_FOR_INTERVAL},
         "notes": [UNDERCOVERAGE_NOTE],

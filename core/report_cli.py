@@ -87,6 +87,9 @@ def _print_summary(report: dict[str, Any], out: Path | None) -> None:
                   f"[{fmt(lo)}, {fmt(hi)}]; median steps to it {steps}")
         for flag in conf["flags"]:
             print(f"    ! {flag}")
+    for trial in report.get("trials_without_runs", []):
+        print(f"! study {trial['study']}: trial {trial['id']} (seed {trial['seed']}) left no run "
+              f"directory ({trial['status']})")
     if out is not None:
         print(f"report: {out / 'index.html'}")
 
@@ -126,7 +129,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     kwargs = dict(metric=args.metric, lower=args.lower, reps=args.reps, seed=args.seed)
     a, b = rep.analyse([args.a], **kwargs), rep.analyse([args.b], **kwargs)
     comparison = rep.compare(a, b, refs, reps=args.reps, seed=args.seed)
-    # one report holding both sides, A's configurations first
+    # one report holding both sides, A's configurations first, labelled by what differs
+    for task in comparison["tasks"]:
+        ca = next(c for c in a["configurations"] if c["id"] == task["a"])
+        cb = next(c for c in b["configurations"] if c["id"] == task["b"])
+        keys = sorted(k for k in set(ca["config"]) | set(cb["config"])
+                      if ca["config"].get(k) != cb["config"].get(k))
+        for conf in (ca, cb):
+            if keys and conf["label"] == conf["experiment"]:
+                shown = ", ".join(f"{k.replace('_options', '')}={conf['config'].get(k)}"
+                                  for k in keys[:3])
+                conf["label"] += f" ({shown}{f' +{len(keys) - 3} more' if len(keys) > 3 else ''})"
+        task["a_label"], task["b_label"] = ca["label"], cb["label"]
     confs = a["configurations"] + b["configurations"]
     for i, conf in enumerate(confs):
         conf["index"], conf["id"] = i, f"c{i}"

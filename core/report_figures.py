@@ -114,7 +114,10 @@ def seeds_figure(confs: list[dict[str, Any]], path: Path, threshold: float | Non
                       + (f" ({missing} not in the aggregate)" if missing else ""))
     ax.set_yticks(range(len(confs)), labels, fontsize=8)
     ax.set_ylim(-0.6, len(confs) - 0.3)
+    present = {r["status"] for c in confs for r in c["runs"]} | {"finished"}
     for status, marker in STATUS_MARKERS.items():
+        if status not in present:
+            continue
         filled = status == "finished"
         ax.plot([], [], marker, color="grey" if filled else "none", markeredgecolor="grey",
                 label=f"one seed, {status}")
@@ -138,17 +141,20 @@ def compare_figure(comparison: dict[str, Any], path: Path) -> None:
     """A's and B's per-seed values side by side, one panel per task; same seeds joined."""
     plt = _plt()
     tasks = comparison["tasks"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(5.0, 4.2 * len(tasks)), 5), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(7.5, 4.2 * len(tasks)), 5.6),
+                             dpi=110, squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
+        # each seed keeps one horizontal offset on both sides, so its line joins its dots
+        seeds = sorted(set(task["a_seeds"]) | set(task["b_seeds"]), key=str)
+        offset = {s: ((k * 0.618) % 1.0 - 0.5) * 0.16 for k, s in enumerate(seeds)}
         a = dict(zip(task["a_seeds"], task["a_values"], strict=True))
         b = dict(zip(task["b_seeds"], task["b_values"], strict=True))
         for seed in sorted(set(a) & set(b), key=str):
-            ax.plot([0, 1], [a[seed], b[seed]], color="grey", alpha=0.35, linewidth=0.8)
-        for x, values, colour in ((0, task["a_values"], COLOURS[0]),
-                                  (1, task["b_values"], COLOURS[1])):
-            offsets = [((k * 0.618) % 1.0 - 0.5) * 0.12 for k in range(len(values))]
-            ax.plot([x + o for o in offsets], values, "o", color=colour, alpha=0.8)
+            ax.plot([offset[seed], 1 + offset[seed]], [a[seed], b[seed]], color="grey",
+                    alpha=0.35, linewidth=0.8)
+        for x, side, colour in ((0, a, COLOURS[0]), (1, b, COLOURS[1])):
+            ax.plot([x + offset[s] for s in side], list(side.values()), "o", color=colour,
+                    alpha=0.8)
         ax.set_xticks([0, 1], [f"A: {task['a_label']}\n(n={len(task['a_values'])})",
                                f"B: {task['b_label']}\n(n={len(task['b_values'])})"],
                       fontsize=8)
@@ -162,8 +168,8 @@ def compare_figure(comparison: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=7, loc="best")
     poi, (lo, hi) = comparison["probability_of_improvement"], \
         comparison["probability_of_improvement_ci"]
-    fig.suptitle(f"Per-seed final {comparison['metric']}: P(A better than B) = {poi:.2f} "
-                 f"[{lo:.2f}, {hi:.2f}] (95% CI)", fontsize=10)
+    fig.suptitle(f"Per-seed final {comparison['metric']}\nP(a run of A beats a run of B) = "
+                 f"{poi:.2f} [{lo:.2f}, {hi:.2f}] (95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -215,6 +215,9 @@ def render_html(report: dict[str, Any]) -> str:
         body.append(_comparison(report["comparison"]))
     body += ["<h2>Summary</h2>", _summary_table(report)]
     flags = [(c["label"], f) for c in confs for f in c["flags"]]
+    flags += [(f"study {t['study']}", f"trial {t['id']} (seed {t['seed']}, {t['params']}) left "
+               f"no run directory: {t['status']}" + (f": {t['error']}" if t["error"] else ""))
+              for t in report.get("trials_without_runs", [])]
     if flags:
         body.append("<h2>Flags</h2><ul>" + "".join(
             f'<li class="flag">{_e(label)}: {_e(flag)}</li>' for label, flag in flags) + "</ul>")

@@ -39,9 +39,11 @@ def log_report(report: dict[str, Any], out: Path, mode: str = "offline") -> Path
     from forgelab.core.tracking import resolve_mode
 
     confs = report["configurations"]
-    tracking = confs[0].get("tracking") or {} if confs else {}
-    group = tracking.get("group") or (report["studies"][0] if report["studies"] else
-                                      confs[0]["experiment"] if confs else "report")
+    tracking = (confs[0].get("tracking") or {}) if confs else {}
+    # the runs' own group when they share one, else the study, else the experiment
+    groups = {(c.get("tracking") or {}).get("group") or c["experiment"] for c in confs}
+    group = (groups.pop() if len(groups) == 1 else report["studies"][0] if report["studies"]
+             else confs[0]["experiment"] if confs else "report")
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
         run = wandb.init(project=tracking.get("project") or "forgelab",

@@ -267,6 +267,25 @@ def study_name(path: Path) -> str | None:
     return None
 
 
+def trials_without_runs(path: Path) -> list[dict[str, Any]]:
+    """Trials a study file (``study.json``) records but that left no run directory (e.g. a
+    process that failed before it started training), so a report can count them."""
+    file = Path(path) / "study.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    missing = []
+    for trial in data.get("trials") or []:
+        if not isinstance(trial, dict):
+            continue
+        run_dir = trial.get("run_dir")
+        if run_dir and is_run_dir(Path(run_dir)):
+            continue
+        missing.append({k: trial.get(k) for k in ("id", "seed", "status", "error", "params")})
+    return missing
+
+
 @dataclass
 class Configuration:
     """Runs that differ only in their seed (and in keys that cannot change learning)."""

@@ -263,3 +263,26 @@ def test_every_run_ends_by_printing_its_result(capsys):
     assert f"forgelab report {run_dir.parent}" in err
     assert f"forgelab run --resume {run_dir}" in err and "took " in err
     assert not math.isnan(final)
+
+
+def test_a_study_directory_is_named_and_its_trials_without_runs_counted(lab, tmp_path, capsys):
+    study = tmp_path / "runs" / "lr-study"
+    trials = []
+    for i, run in enumerate(lab["b"]):
+        copy = study / f"t{i}" / "cartpole-random" / run.name
+        shutil.copytree(run, copy)
+        trials.append({"id": f"t{i}", "seed": i, "status": "finished", "run_dir": str(copy),
+                       "params": {}})
+    trials.append({"id": "t9", "seed": 9, "status": "failed", "run_dir": None,
+                   "error": "exit code 1", "params": {"agent.x": 1}})
+    (study / "study.json").write_text(json.dumps({"name": "lr-study", "trials": trials}))
+    assert main(["report", str(study)]) == 0  # default folder: <study>/report
+    assert "trial t9 (seed 9) left no run directory (failed)" in capsys.readouterr().out
+    report = _check_html_against_json(study / "report")
+    assert report["studies"] == ["lr-study"] and report["configurations"][0]["counts"][
+        "total"] == 3
+    html = (study / "report" / "index.html").read_text()
+    assert "<h1>forgelab report: lr-study</h1>" in html and "exit code 1" in html
+    # a second report does not count the first report's folder as a run
+    assert main(["report", str(study), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["configurations"][0]["counts"]["total"] == 3
