@@ -60,7 +60,7 @@ def curves_figure(confs: list[dict[str, Any]], path: Path, threshold: float | No
         ys = [math.nan if v is None else v for v in curve["iqm"]]
         n_max = max(curve["n"]) if curve["n"] else 0
         ax.plot(xs, ys, color=colour, linewidth=2.4, marker="o" if len(xs) < 3 else None,
-                label=f"{conf['label']}: IQM of {n_max} seeds")
+                label=f"{conf['label']}: IQM of {n_max} seed{'s' if n_max != 1 else ''}")
         lo = [math.nan if v is None else v for v in curve["low"]]
         hi = [math.nan if v is None else v for v in curve["high"]]
         if any(not math.isnan(v) for v in lo):
@@ -74,7 +74,9 @@ def curves_figure(confs: list[dict[str, Any]], path: Path, threshold: float | No
         ax.plot([], [], "x:", color="grey", label="unfinished / failed run (last value)")
     ax.set_xlabel(confs[0]["axis_label"])
     ax.xaxis.get_major_locator().set_params(integer=True)  # steps and epochs are counts
-    ax.set_ylabel(metric)
+    from forgelab.core.results import lower_is_better
+
+    ax.set_ylabel(f"{metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
     ax.set_title(f"{metric} against {confs[0]['axis_label']}\n"
                  "thick: interquartile mean over seeds, band: 95% stratified bootstrap CI "
                  "(shown from 5 seeds)", fontsize=10)

@@ -16,6 +16,7 @@ color:#222;line-height:1.4;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;vertical-align:top}
+td{white-space:nowrap}td.l{white-space:normal}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 .meta{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:4px solid #f0b400;
 padding:.5em 1em;margin:1em 0;font-size:.9em}.flag{color:#a33}.muted{color:#888;font-size:.85em}
