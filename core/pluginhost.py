@@ -53,6 +53,11 @@ KEYWORDS: dict[Kind, tuple[str, ...]] = {
     "dataset": ("config", "description", "conformance"),
     "env": ("kwargs", "max_episode_steps", "reward_threshold", "nondeterministic", "description"),
 }
+# Words authors reach for that are not close in spelling to the keyword they mean.
+_SYNONYMS = {"options": "config", "options_class": "config", "schema": "config",
+             "settings": "config", "validate": "check", "validator": "check",
+             "desc": "description", "doc": "description", "help": "description",
+             "env_kwargs": "kwargs", "time_limit": "max_episode_steps"}
 _HOST_FILES = (str(Path(__file__).resolve().parent),)  # frames in forgelab.core: not the plugin
 
 Status = Literal["active", "disabled", "failed"]
@@ -286,6 +291,7 @@ class PluginHost:
             if self.strict:
                 self._import_everything([reg for reg, _ in pending])
         except Exception as exc:
+            info.attempted = [(reg.kind, reg.name) for reg, _ in pending]
             self.pm.unregister(name=info.name)
             message = str(exc) if isinstance(exc, (DuplicateRegistration, _HookFailure)) \
                 else f"{type(exc).__name__}: {exc}"
@@ -328,7 +334,8 @@ class PluginHost:
                 return
             parts = []
             for key in sorted(extra):
-                guess = closest(key, allowed)
+                guess = _SYNONYMS.get(key) if _SYNONYMS.get(key) in allowed else None
+                guess = guess or closest(key, allowed)
                 parts.append(f"{key!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
             raise RegistrationError(
                 f"{call}: unknown keyword {', '.join(parts)}; {kind} registrations accept "
