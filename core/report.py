@@ -138,8 +138,10 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
         steps, values = run.series(cmetric)
         entry["curve"] = {"steps": steps, "values": values}
     counts: dict[str, int] = {"total": len(runs)}
-    for entry in runs:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    order = ["finished", "failed", "diverged", "unfinished", "interrupted"]
+    for status in sorted({e["status"] for e in runs},
+                         key=lambda s: (order.index(s) if s in order else len(order), s)):
+        counts[status] = sum(1 for e in runs if e["status"] == status)
     used = [e for e in runs if e["status"] == "finished" and _finite(e["final"]) is not None]
     for entry in runs:
         entry["in_aggregate"] = entry in used
@@ -370,14 +372,14 @@ def write_csvs(report: dict[str, Any], out: Path) -> list[str]:
                 "mean", "std", "min", "max"]
     with open(out / "aggregates.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["configuration", "hash", "metric", "runs", "failed", "unfinished",
-                         "interrupted", *agg_cols, "threshold", "reached", "reached_low",
-                         "reached_high", "median_steps_to_threshold"])
+        writer.writerow(["configuration", "hash", "metric", "runs", "failed", "diverged",
+                         "unfinished", "interrupted", *agg_cols, "threshold", "reached",
+                         "reached_low", "reached_high", "median_steps_to_threshold"])
         for conf in confs:
             agg, counts, thr = conf["aggregate"], conf["counts"], conf.get("threshold") or {}
             row = [conf["label"], conf["hash"], conf["metric"], counts["total"],
-                   counts.get("failed", 0), counts.get("unfinished", 0),
-                   counts.get("interrupted", 0), agg["n"]]
+                   counts.get("failed", 0), counts.get("diverged", 0),
+                   counts.get("unfinished", 0), counts.get("interrupted", 0), agg["n"]]
             for name in ("iqm", "median"):
                 ci = agg.get(f"{name}_ci") or [None, None]
                 row += [agg.get(name), *ci]

@@ -65,8 +65,8 @@ def _print_summary(report: dict[str, Any], out: Path | None) -> None:
 
     for conf in report["configurations"]:
         agg, counts = conf["aggregate"], conf["counts"]
-        others = ", ".join(f"{counts[s]} {s}" for s in ("failed", "unfinished", "interrupted")
-                           if counts.get(s))
+        others = ", ".join(f"{v} {k}" for k, v in counts.items()
+                           if k not in ("total", "finished", "no_metric") and v)
         line = (f"{conf['label']} [{conf['hash']}]  {conf['metric']}: n={agg['n']} of "
                 f"{counts['total']} runs" + (f" ({others})" if others else ""))
         if agg["n"]:

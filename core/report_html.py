@@ -62,7 +62,7 @@ def _interval(ci: list[Any] | None, path: str) -> str:
 def _summary_table(report: dict[str, Any]) -> str:
     thr = report.get("threshold") is not None
     head = ("<tr><th class=l>configuration</th><th class=l>metric</th><th>runs</th>"
-            "<th>failed / unfinished / interrupted</th><th>n</th><th>IQM [95% CI]</th>"
+            "<th>not finished</th><th>n</th><th>IQM [95% CI]</th>"
             "<th>median [95% CI]</th><th>mean ± sd</th><th>min – max</th>")
     if thr:
         head += "<th>reached threshold [95% Wilson]</th><th>median steps to threshold</th>"
@@ -80,9 +80,9 @@ def _summary_table(report: dict[str, Any]) -> str:
             f"<td class=l>{_e(conf['metric'])} (final, "
             f"{'lower' if conf['lower_is_better'] else 'higher'} is better)</td>",
             f"<td>{num(counts['total'], p + '.counts.total')}</td>",
-            "<td>" + " / ".join(num(counts.get(s, 0), f"{p}.counts.{s}") if s in counts
-                                else "0" for s in ("failed", "unfinished", "interrupted"))
-            + "</td>",
+            "<td class=l>" + (", ".join(
+                f"{num(v, f'{p}.counts.{k}')} {_e(k)}" for k, v in counts.items()
+                if k not in ("total", "finished", "no_metric") and v) or "none") + "</td>",
             f"<td>n = {num(agg['n'], p + '.aggregate.n')}</td>",
         ]
         for name in ("iqm", "median"):
