@@ -16,7 +16,13 @@ STATUS_MARKERS = {"finished": "o", "interrupted": "s", "failed": "X", "unfinishe
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from forgelab.core.errors import ForgelabError
+
+        raise ForgelabError("the report's figures need matplotlib, which is not installed",
+                            hint="pip install 'forgelab[report]' (or matplotlib)") from None
 
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
