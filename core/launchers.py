@@ -35,6 +35,7 @@ from forgelab.core.study import FAILED, FINISHED, INTERRUPTED, RUNNING, StudySpe
 
 LOG_FILE = "trial.log"
 LOCK_FILE = ".trial.lock"
+PID_FILE = "trial.pid"  # the process id of the trial's running `forgelab run`
 STOP_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM}
 
 
@@ -172,13 +173,22 @@ class TrialProcess:
             pass
 
 
-def spawn(trial: Trial, root: Path, args: list[str], env: dict[str, str]) -> TrialProcess:
+def lock_trial(root: Path) -> IO[str]:
+    """Take the trial's lock (before :func:`plan_trial`, so the plan sees the last checkpoint).
+
+    Blocks only while an orphan of a killed launcher is still saving its last checkpoint: the
+    lock is passed on to the trial's process, which holds it until it exits.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / LOCK_FILE, "w")  # noqa: SIM115 - handed to the child
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def spawn(trial: Trial, root: Path, args: list[str], env: dict[str, str],
+          lock: IO[str]) -> TrialProcess:
     """Start ``forgelab ARGS`` for ``trial`` in its own session (a terminal's Ctrl-C reaches the
     launcher only, which forwards it once: a second SIGINT would make the child quit unsaved)."""
-    root.mkdir(parents=True, exist_ok=True)
-    lock = open(root / LOCK_FILE, "w")  # noqa: SIM115 - held by the child until it exits
-    # Blocks only while an orphan of a killed launcher is still saving its last checkpoint.
-    fcntl.flock(lock, fcntl.LOCK_EX)
     log_path = root / LOG_FILE
     with open(log_path, "ab") as log:
         offset = log.tell()
@@ -190,6 +200,7 @@ def spawn(trial: Trial, root: Path, args: list[str], env: dict[str, str]) -> Tri
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env, start_new_session=True,
                                 pass_fds=(lock.fileno(),), preexec_fn=_die_with_parent)
+    (root / PID_FILE).write_text(f"{proc.pid}\n", encoding="utf-8")  # for people and tools
     return TrialProcess(trial, proc, lock, offset, root)
 
 
@@ -288,13 +299,15 @@ class LocalLauncher:
     @staticmethod
     def _start(ctx: LaunchContext, trial: Trial) -> TrialProcess | None:
         root = ctx.spec.study_dir / trial.id
+        lock = lock_trial(root)
         plan = plan_trial(root, ctx.spec.experiment, ctx.args_for(trial))
         if plan is None:  # finished by an earlier sweep whose study file missed it
+            lock.close()
             outcome(trial, root, 0)
             ctx.record(trial)
             return None
         args, resumed = plan
-        job = spawn(trial, root, args, ctx.env)
+        job = spawn(trial, root, args, ctx.env, lock)
         begin(trial, resumed)
         trial.node = "local"
         ctx.record(trial)

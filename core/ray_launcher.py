@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from forgelab.core.errors import ConfigError
-from forgelab.core.launchers import LaunchContext, begin, outcome, plan_trial, spawn
+from forgelab.core.launchers import (
+    LaunchContext,
+    begin,
+    lock_trial,
+    outcome,
+    plan_trial,
+    spawn,
+)
 from forgelab.core.study import FAILED, INTERRUPTED, Trial
 
 # Retries of a task whose node or worker died (system failures); a trial that fails on its own
@@ -42,15 +49,19 @@ def run_trial_task(trial_data: dict[str, Any], root: str, experiment: str,
     A ``ray.cancel`` arrives as KeyboardInterrupt: the trial gets SIGTERM, saves a checkpoint
     and exits 143, as under the local launcher.
     """
+    import ray
+
     trial = Trial(**trial_data)
+    lock = lock_trial(Path(root))
     plan = plan_trial(Path(root), experiment, overrides)
     if plan is None:
+        lock.close()
         outcome(trial, Path(root), 0)
         return asdict(trial)
     args, resumed = plan
-    job = spawn(trial, Path(root), args, env)
+    job = spawn(trial, Path(root), args, env, lock)
     begin(trial, resumed)
-    trial.node = socket.gethostname()
+    trial.node = f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()}"
     try:
         code = job.proc.wait()
     except KeyboardInterrupt:
