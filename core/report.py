@@ -223,6 +223,8 @@ def analyse(paths: list[str | Path], metric: str | None = None, threshold: float
     if reps < 1:
         raise ForgelabError(f"--reps must be positive (got {reps})")
     configs, studies = load_configurations(paths)
+    if root is None and len(paths) == 1 and Path(paths[0]).is_dir():
+        root = Path(paths[0])  # run directories shown relative to the study / runs folder
     analysed = [analyse_configuration(c, i, metric, threshold, lower, reps, seed, root)
                 for i, c in enumerate(configs)]
     metrics = sorted({c["metric"] for c in analysed})

@@ -16,7 +16,7 @@ color:#222;line-height:1.4;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;vertical-align:top}
-td{white-space:nowrap}td.l{white-space:normal}
+.num{white-space:nowrap}.ci{display:block;color:#555}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 .meta{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:4px solid #f0b400;
 padding:.5em 1em;margin:1em 0;font-size:.9em}.flag{color:#a33}.muted{color:#888;font-size:.85em}
@@ -53,10 +53,12 @@ def num(value: Any, path: str) -> str:
     return f'<span class="num" data-json="{_e(path)}">{fmt(value)}</span>'
 
 
-def _interval(ci: list[Any] | None, path: str) -> str:
+def _interval(ci: list[Any] | None, path: str, block: bool = False) -> str:
+    """`` [low, high]``; ``block``: on its own line (narrow table cells)."""
     if not ci or ci[0] is None:
         return ""
-    return f" [{num(ci[0], path + '.0')}, {num(ci[1], path + '.1')}]"
+    text = f"[{num(ci[0], path + '.0')}, {num(ci[1], path + '.1')}]"
+    return f'<span class="ci">{text}</span>' if block else f" {text}"
 
 
 def _summary_table(report: dict[str, Any]) -> str:
@@ -83,10 +85,11 @@ def _summary_table(report: dict[str, Any]) -> str:
             "<td class=l>" + (", ".join(
                 f"{num(v, f'{p}.counts.{k}')} {_e(k)}" for k, v in counts.items()
                 if k not in ("total", "finished", "no_metric") and v) or "none") + "</td>",
-            f"<td>n = {num(agg['n'], p + '.aggregate.n')}</td>",
+            f"<td>n&nbsp;=&nbsp;{num(agg['n'], p + '.aggregate.n')}</td>",
         ]
         for name in ("iqm", "median"):
-            ci = _interval(agg.get(f"{name}_ci"), f"{p}.aggregate.{name}_ci") if ok else ""
+            ci = (_interval(agg.get(f"{name}_ci"), f"{p}.aggregate.{name}_ci", block=True)
+                  if ok else "")
             cells.append(f"<td>{num(agg.get(name), f'{p}.aggregate.{name}')}{ci}"
                          f"{note if name == 'iqm' else ''}</td>")
         cells.append(f"<td>{num(agg.get('mean'), p + '.aggregate.mean')} ± "
@@ -97,9 +100,9 @@ def _summary_table(report: dict[str, Any]) -> str:
             t = conf["threshold"]
             cells.append(f"<td>{num(t['reached'], p + '.threshold.reached')} of "
                          f"{num(t['n'], p + '.threshold.n')}"
-                         f"{_interval(t['wilson'], p + '.threshold.wilson')}</td>")
-            median = (f"&gt; {num(t['budget'], p + '.threshold.budget')} (more than half "
-                      "missed)" if t["median_censored"]
+                         f"{_interval(t['wilson'], p + '.threshold.wilson', block=True)}</td>")
+            median = (f"&gt; {num(t['budget'], p + '.threshold.budget')}<span class=ci>"
+                      "(more than half missed)</span>" if t["median_censored"]
                       else num(t["median_steps"], p + ".threshold.median_steps"))
             cells.append(f"<td>{median}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

@@ -149,7 +149,7 @@ def test_report_counts_every_run_and_html_matches_json(lab, capsys):
     html = (out / "index.html").read_text()
     for run in conf["runs"]:
         assert run["run_id"] in html
-    assert "under-cover" in html and "n = " in html
+    assert "under-cover" in html and "n&nbsp;=&nbsp;" in html
     # the CSVs hold the same seeds
     lines = (out / "runs.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + 7
