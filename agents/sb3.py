@@ -386,6 +386,14 @@ class SB3Agent:
         self.model.action_space.np_random.bit_generator.state = state["action_space_rng"]
         self.evaluator.load_state_dict(state["evaluator"])
 
+    @property
+    def resume_note(self) -> str | None:
+        """Said when a run resumes: SB3 runs continue closely but not bit for bit."""
+        buffer = (" and its replay buffer is empty (set agent.save_replay_buffer=true to keep "
+                  "it)" if self.off_policy and not self.options.save_replay_buffer else "")
+        return ("an SB3 agent starts new episodes when it resumes" + buffer
+                + ": this resume is not an exact continuation of the stopped run")
+
     def save_files(self, directory: Path) -> None:
         self.model.save(Path(directory) / MODEL_FILE)
         if self.off_policy and self.options.save_replay_buffer:

@@ -388,8 +388,21 @@ from forgelab.core.report_cli import COMMANDS as REPORT_COMMANDS  # noqa: E402
 COMMANDS.update(REPORT_COMMANDS)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    from forgelab.core.errors import Terminated
+
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    import signal
+
+    previous = None
+    try:  # SIGTERM before training starts: the same clean-up as Ctrl-C, exit code 143
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (main() called from a library)
+        pass
     if argv[:1] != ["watch"]:  # watch opens a window when there is a display
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless rendering for videos
     try:
@@ -401,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    finally:
+        if previous is not None:  # main() called in-process (tests, the Python API)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str]) -> int:
@@ -436,9 +452,20 @@ def _main(argv: list[str]) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
+    except (OSError, MemoryError, RuntimeError) as exc:
+        # A full or read-only disk, memory that cannot be had: one line, not a traceback.
+        from forgelab.core.faults import as_user_error
+
+        error = as_user_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"  hint: {error.hint}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

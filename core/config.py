@@ -9,6 +9,7 @@ is allowed and the closest match.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -33,6 +34,8 @@ EXPERIMENTS_ENV = "FORGELAB_EXPERIMENTS"
 # "Threads"): one thread was 2-4x faster than torch's default of one per core for every family,
 # because networks this small spend more time synchronising threads than computing.
 DEFAULT_THREADS = 1
+NAME_MAX = 100
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # NAME_MAX characters
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # `agent.lr=...` on the command line is short for `agent_options.lr=...`.
 OPTION_PREFIXES = {"agent": "agent_options", "model": "model_options", "dataset": "dataset_options"}
@@ -56,7 +59,9 @@ class EnvSpec(StrictModel):
 
     id: str = Field(description="gymnasium id, e.g. CartPole-v1 or forgelab/GridWorld-v0")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
-    num_envs: PositiveInt = Field(1, description="parallel copies in the vector env")
+    # Bounded: 100000 sync copies took minutes to build before the first step (and async
+    # copies are processes).
+    num_envs: int = Field(1, ge=1, le=4096, description="parallel copies in the vector env")
     vectorization: Literal["sync", "async"] = "sync"
     max_episode_steps: PositiveInt | None = Field(None, description="override the time limit")
     wrappers: list[WrapperSpec] = Field(default_factory=list)
@@ -132,6 +137,16 @@ class ExperimentConfig(StrictModel):
     def _env_shorthand(cls, value: Any) -> Any:
         return {"id": value} if isinstance(value, str) else value
 
+    @field_validator("name")
+    @classmethod
+    def _name_form(cls, value: str) -> str:
+        # The name is a folder under output_dir and part of the W&B artifact name: checked
+        # before anything is created, so `../x`, `/abs` or `my exp` never make a run.
+        if not NAME_RE.fullmatch(value):
+            raise ValueError(f"must be 1-{NAME_MAX} characters: letters, digits, '.', '_' or "
+                             "'-', starting with a letter or digit (e.g. cartpole-ppo-lr3)")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device_pattern(cls, value: str) -> str:
@@ -143,6 +158,13 @@ class ExperimentConfig(StrictModel):
     def _one_component(self) -> ExperimentConfig:
         if (self.agent is None) == (self.model is None):
             raise ValueError("set exactly one of 'agent' (RL) or 'model' (generative)")
+        # Components of the other family would be silently ignored: refuse them.
+        if self.agent is not None and (self.dataset is not None or self.dataset_options):
+            raise ValueError(f"'dataset' is for generative models; agent {self.agent!r} "
+                             "trains on an 'env' (remove dataset / dataset_options)")
+        if self.model is not None and self.env is not None:
+            raise ValueError(f"'env' is for RL agents; model {self.model!r} trains on a "
+                             "'dataset' (remove env)")
         if self.agent is not None:
             if self.env is None:
                 raise ValueError("an agent needs an 'env', e.g. env: {id: CartPole-v1}")
@@ -220,6 +242,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start})", hint="save the file as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -364,9 +389,28 @@ def validate_options(schema: type[BaseModel] | None, options: dict[str, Any], ke
             raise ConfigError(f"{key}: {component!r} takes no options (got {sorted(options)})")
         return {}
     try:
-        return schema.model_validate(options, context={"experiment": experiment})
+        validated = schema.model_validate(options, context={"experiment": experiment})
     except ValidationError as exc:
         raise format_validation_error(exc, schema, prefix=key) from None
+    bad = _nonfinite(validated.model_dump())
+    if bad is not None:
+        path, value = bad
+        raise ConfigError(f"{key}.{path}: must be a finite number (got {value})",
+                          hint="inf and nan are never valid option values")
+    return validated
+
+
+def _nonfinite(tree: Any, path: str = "") -> tuple[str, float] | None:
+    """The first NaN or infinite float in a (nested) options dump, as (dotted path, value)."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return path, tree
+    items = (tree.items() if isinstance(tree, dict) else
+             enumerate(tree) if isinstance(tree, (list, tuple)) else ())
+    for key, value in items:
+        found = _nonfinite(value, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def load_experiment(ref: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

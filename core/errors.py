@@ -27,6 +27,22 @@ class ConfigError(ForgelabError):
     """A bad experiment file, override or option value."""
 
 
+class ResourceError(ForgelabError):
+    """The machine cannot do what was asked: the disk is full or read-only, or the memory a
+    setting needs does not exist (exit code 4)."""
+
+    exit_code = 4
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception (outside training, where it asks the run to stop), so
+    the same clean-up as Ctrl-C runs and the process exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class PluginError(ForgelabError):
     """A plugin that failed to load or registered something invalid (strict mode only)."""
 

@@ -33,25 +33,37 @@ class EpisodeResults:
         }
 
 
+MAX_EPISODE_STEPS = 100_000  # an env without a time limit must not hang an evaluation
+
+
 def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int,
-                 record_first: bool = False, max_frames: int = 1000) -> EpisodeResults:
+                 record_first: bool = False, max_frames: int = 1000,
+                 should_stop: Callable[[], bool] | None = None,
+                 max_steps: int = MAX_EPISODE_STEPS) -> EpisodeResults:
     """Play ``episodes`` full episodes with ``policy``; episode ``i`` is reset with ``seed + i``.
 
     :param record_first: keep ``env.render()`` frames of the first episode (needs
         ``render_mode="rgb_array"``), at most ``max_frames`` of them.
+    :param should_stop: checked every step (Ctrl-C / SIGTERM): the evaluation ends at once and
+        the results hold the episodes finished so far.
+    :param max_steps: an episode is cut (counted as truncated) after this many steps.
     """
     results = EpisodeResults()
     for episode in range(episodes):
+        if should_stop is not None and should_stop():
+            break
         obs, _ = env.reset(seed=seed + episode)
         record = record_first and episode == 0
         if record:
             results.frames.append(np.asarray(env.render()))
         total, length, done = 0.0, 0, False
         while not done:
+            if should_stop is not None and should_stop():
+                return results  # the unfinished episode is not counted
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             total += float(reward)
             length += 1
-            done = bool(terminated or truncated)
+            done = bool(terminated or truncated) or length >= max_steps
             if record and len(results.frames) < max_frames:
                 results.frames.append(np.asarray(env.render()))
         results.returns.append(total)
@@ -86,7 +98,11 @@ class PeriodicEvaluator:
         train = self.ctx.config.train
         # The same seeds at every evaluation make successive numbers comparable.
         results = run_episodes(self.env, policy, train.eval_episodes, seed=self.ctx.eval_seed,
-                               record_first=video)
+                               record_first=video, should_stop=lambda: self.ctx.stop_requested)
+        if len(results.returns) < train.eval_episodes:
+            # Stopped part-way (Ctrl-C / SIGTERM): a partial evaluation is neither logged nor
+            # compared with the best one.
+            return {"eval/episodes": len(results.returns)}
         metrics = results.metrics("eval")
         self.ctx.tracker.log(metrics, global_step=step)
         if video and results.frames:

@@ -73,25 +73,20 @@ def checkpoint_dir(run_dir: Path, which: str | int = "best") -> Path:
 
 def read_checkpoint(folder: Path) -> dict[str, Any]:
     """A checkpoint's state, loaded with ``weights_only=True`` (no pickled code runs)."""
-    import torch
+    from forgelab.core.checkpoints import STATE_FILE, load_state
 
-    from forgelab.core.checkpoints import FORMAT_VERSION, STATE_FILE
-
-    try:
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ForgelabError(f"cannot load checkpoint {folder / STATE_FILE}: {exc}") from None
-    if state.get("format") != FORMAT_VERSION:
-        raise ForgelabError(f"checkpoint {folder} has format {state.get('format')!r}, "
-                            f"this forgelab reads format {FORMAT_VERSION}")
-    return state
+    # Refuses pickled code as unsafe and checks the state's shape (forgelab.core.checkpoints).
+    return load_state(folder / STATE_FILE)
 
 
 def restore_component(component: Any, state: dict[str, Any], folder: Path) -> None:
     """Load a checkpoint into a component (its state and its own files; not the global RNG)."""
-    component.load_state_dict(state["component"])
-    if hasattr(component, "load_files"):
-        component.load_files(folder)
+    from forgelab.core.checkpoints import loading_errors
+
+    with loading_errors(folder):
+        component.load_state_dict(state["component"])
+        if hasattr(component, "load_files"):
+            component.load_files(folder)
 
 
 # --------------------------------------------------------------------------- loading

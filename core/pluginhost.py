@@ -61,6 +61,19 @@ _SYNONYMS = {"options": "config", "options_class": "config", "schema": "config",
 _HOST_FILES = (str(Path(__file__).resolve().parent),)  # frames in forgelab.core: not the plugin
 
 Status = Literal["active", "disabled", "failed"]
+# What a plugin may raise at import or registration without taking the command down: a plugin
+# calling sys.exit() or raising KeyboardInterrupt is reported and skipped like any other.
+CONTAINED = (Exception, SystemExit, KeyboardInterrupt)
+
+
+def _reraise_signal(exc: BaseException) -> None:
+    """A real SIGTERM (forgelab's Terminated) is not the plugin's doing: let it through."""
+    from forgelab.core.errors import Terminated
+
+    if isinstance(exc, Terminated):
+        raise exc
+
+
 def known_hooks() -> list[str]:
     """Every hook the spec module declares (a plugin's @hookimpl must match one of them)."""
     marker = hookspecs.PROJECT_NAME + "_spec"
@@ -212,7 +225,8 @@ class PluginHost:
             return
         try:
             plugin = load()
-        except Exception as exc:  # broad on purpose: any import error must not take us down
+        except CONTAINED as exc:  # broad on purpose: any import error must not take us down
+            _reraise_signal(exc)
             where = _plugin_frame(exc.__traceback__)
             self._fail(info, f"failed to import {info.module!r}: {type(exc).__name__}: {exc}"
                        + (f" (at {where})" if where else ""), exc)
@@ -262,7 +276,8 @@ class PluginHost:
                                 self._register_callable(HOOKS[hook_name], info, pending))
                     try:
                         impl.function(register=register)
-                    except Exception as exc:
+                    except CONTAINED as exc:  # sys.exit() in a hook too
+                        _reraise_signal(exc)
                         where = _plugin_frame(exc.__traceback__)
                         raise _HookFailure(
                             f"hook {hook_name} raised {type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ seeds, the run directory, the tracker, checkpoints, resume, and Ctrl-C / SIGTERM
 from __future__ import annotations
 
 import json
+import math
 import platform
 import secrets
 import shutil
@@ -107,8 +108,16 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
 
 def create_run_dir(config: ExperimentConfig) -> tuple[Path, str]:
     """``<output_dir>/<experiment>/<YYYYmmdd-HHMMSS>-<id>/``, never reusing a directory."""
+    from forgelab.core.faults import as_user_error
+
     root = Path(config.output_dir) / config.name
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"output_dir: {config.output_dir!r} (or a folder in it) is a file, "
+                          "not a folder", hint="set output_dir= to a folder") from None
+    except OSError as exc:
+        raise (as_user_error(exc) or exc) from None
     while True:
         run_id = new_run_id()
         run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}"
@@ -117,12 +126,45 @@ def create_run_dir(config: ExperimentConfig) -> tuple[Path, str]:
             return run_dir, run_id
         except FileExistsError:
             continue
+        except OSError as exc:
+            _remove_if_empty(root)
+            raise (as_user_error(exc) or exc) from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds when empty: other runs of the experiment stay
+    except OSError:
+        pass
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run directory in which nothing was trained (and its experiment folder when
+    that leaves it empty): a failed start leaves nothing half-made behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    _remove_if_empty(Path(run_dir).parent)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _record_status(path: Path, info: dict[str, Any]) -> None:
+    """Write ``run.json`` at the end of a job; on a full disk, in place as a last resort (the
+    status matters more than the atomic replace), and never raise over the job's own error."""
+    try:
+        _write_json(path, info)
+    except OSError:
+        try:
+            path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"warning: could not update {path}: {exc.strerror or exc}", file=sys.stderr)
 
 
 @contextmanager
@@ -210,15 +252,28 @@ def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, r
 def train(config: ExperimentConfig, host: PluginHost | None = None,
           show_progress: bool = True) -> Path:
     """Run a new training job; returns its run directory."""
+    from forgelab.core.faults import as_user_error
+    from forgelab.core.runlock import RunLock
+
     run = prepare(config, host)
     run_dir, run_id = create_run_dir(config)
-    resolved = run.resolved_config()
-    (run_dir / CONFIG_FILE).write_text(dump_yaml(resolved), encoding="utf-8")
-    info = {"run_id": run_id, "experiment": config.name, "status": "running",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(),
-            "components": run.host.provenance(config), **agent_run_info()}
-    _write_json(run_dir / RUN_INFO, info)
-    return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+        resolved = run.resolved_config()
+        (run_dir / CONFIG_FILE).write_text(dump_yaml(resolved), encoding="utf-8")
+        info = {"run_id": run_id, "experiment": config.name, "status": "running",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": package_versions(),
+                "components": run.host.provenance(config), **agent_run_info()}
+        _write_json(run_dir / RUN_INFO, info)
+    except BaseException as exc:  # a full disk, or SIGTERM right at the start
+        lock.release()
+        discard_run_dir(run_dir)
+        raise (as_user_error(exc) or exc) from None
+    try:
+        return _fit(run, run_dir, info, resume=False, show_progress=show_progress)
+    finally:
+        lock.release()
 
 
 def prepare_resume(run_dir: Path, overrides: list[str] | None = None,
@@ -246,11 +301,14 @@ def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost |
 
     Only ``train.*`` and ``tracking.*`` may be overridden (e.g. a longer ``train.total_steps``).
     """
+    from forgelab.core.runlock import RunLock
+
     run, info, changed = prepare_resume(run_dir, overrides, host)
-    if changed:
-        (Path(run_dir) / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()),
-                                                 encoding="utf-8")
-    return _fit(run, Path(run_dir), info, resume=True, show_progress=show_progress)
+    with RunLock(Path(run_dir)):  # one writer per run: a second resumer is refused here
+        if changed:
+            (Path(run_dir) / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()),
+                                                     encoding="utf-8")
+        return _fit(run, Path(run_dir), info, resume=True, show_progress=show_progress)
 
 
 def exit_status(run_dir: Path) -> int:
@@ -269,29 +327,90 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ForgelabError(f"{run_dir} is not a forgelab run directory "
                             f"(no {CONFIG_FILE} / {RUN_INFO})",
                             hint="pass a folder like runs/<experiment>/<timestamp>-<id>")
-    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    try:
+        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ForgelabError(f"{run_dir / RUN_INFO} is unreadable: {exc}",
+                            hint="restore it from a copy; it holds the run id "
+                            "(the W&B run id) and the status") from None
+    if not isinstance(info, dict) or not isinstance(info.get("run_id"), str):
+        raise ForgelabError(f"{run_dir / RUN_INFO} is not a forgelab run record "
+                            "(a JSON object with a run_id)",
+                            hint="restore it from a copy")
     return read_yaml(run_dir / CONFIG_FILE), info
 
 
 def _restore(component: Any, state: dict[str, Any], checkpoint_dir: Path) -> None:
     """Put a loaded checkpoint back: the component's state, its own files, the global RNG."""
-    from forgelab.core.checkpoints import restore_rng
+    from forgelab.core.checkpoints import loading_errors, restore_rng
 
-    component.load_state_dict(state["component"])
-    if hasattr(component, "load_files"):
-        component.load_files(checkpoint_dir)
-    restore_rng(state["rng"])
+    with loading_errors(checkpoint_dir):
+        component.load_state_dict(state["component"])
+        if hasattr(component, "load_files"):
+            component.load_files(checkpoint_dir)
+        restore_rng(state["rng"])
+
+
+def _load_for_resume(run_dir: Path) -> tuple[dict[str, Any], Path]:
+    """Recover what a killed save left, load ``latest`` and drop the metrics.jsonl rows logged
+    after it (the resumed run logs those steps again)."""
+    from forgelab.core.checkpoints import CheckpointManager
+    from forgelab.core.tracking import truncate_rows
+
+    manager = CheckpointManager(run_dir / "checkpoints")
+    for action in manager.recover():
+        print(f"checkpoints: {action}", file=sys.stderr)
+    state, checkpoint_dir = manager.load("latest")
+    rows = state.get("log_rows")
+    if isinstance(rows, int):
+        dropped = truncate_rows(run_dir / "metrics.jsonl", rows)
+        if dropped:
+            print(f"metrics.jsonl: dropped {dropped} rows logged after {checkpoint_dir.name}",
+                  file=sys.stderr)
+    return state, checkpoint_dir
+
+
+def _build(run: PreparedRun, ctx: Any) -> Any:
+    """``factory(options, ctx)``; whatever a factory raises becomes one clear error."""
+    from forgelab.core.faults import as_user_error
+
+    try:
+        return run.factory(run.options, ctx)
+    except ForgelabError:
+        raise
+    except Exception as exc:
+        mapped = as_user_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise ForgelabError(f"{run.config.component!r} could not be built: "
+                            f"{type(exc).__name__}: {first}",
+                            hint="a bug or an unsupported setting in the component's plugin; "
+                            "`forgelab plugins` shows where it comes from") from None
+
+
+def _failure(exc: BaseException, component: Any) -> ForgelabError | None:
+    """The clear error for what stopped ``fit``: divergence, a machine fault or bad input."""
+    from forgelab.core.faults import as_user_error
+    from forgelab.core.guard import diverged_cause
+
+    if isinstance(exc, ForgelabError):
+        return exc
+    if not isinstance(exc, Exception):
+        return None
+    cause = diverged_cause(component)  # a NaN policy fails in torch before any check sees it
+    return cause if cause is not None else as_user_error(exc)
 
 
 def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
          show_progress: bool) -> Path:
     config = run.config
     total = config.train.total_steps if config.kind == "agent" else config.train.epochs
+    from forgelab.core.faults import as_user_error
+
     state = checkpoint_dir = None
     if resume:
-        from forgelab.core.checkpoints import CheckpointManager
-
-        state, checkpoint_dir = CheckpointManager(run_dir / "checkpoints").load("latest")
+        state, checkpoint_dir = _load_for_resume(run_dir)
     wandb_config = {**run.resolved_config(), "versions": info.get("versions", {}),
                     "components": info.get("components", {})}
     try:
@@ -299,35 +418,50 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
                             progress_total=total,
                             progress_initial=int(state["step"]) if state else 0,
                             show_progress=show_progress)
-    except ForgelabError:  # e.g. W&B could not log in: nothing ran, leave nothing behind
+        ctx.checkpoints.metrics_log = ctx.tracker  # checkpoints record metrics.jsonl's length
+        ctx.tracker.stop_on_nonfinite_loss = True  # the divergence guard (forgelab.core.guard)
+    except BaseException as exc:  # e.g. W&B could not log in: nothing ran, leave nothing behind
         if not resume:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+            discard_run_dir(run_dir)
+        raise (as_user_error(exc) or exc) from None
     try:
-        component = run.factory(run.options, ctx)
-    except ForgelabError:
-        # Bad options that only the component can check (e.g. DQN on a Box action space):
-        # nothing was trained, so a new run leaves nothing behind.
+        # Bad options that only the component can check (e.g. DQN on a Box action space), a
+        # factory that raises, a checkpoint that does not fit: nothing was trained, so a new
+        # run leaves nothing behind and a resumed one keeps its status.
+        component = _build(run, ctx)
+        if state is not None:
+            _restore(component, state, checkpoint_dir)
+    except BaseException as exc:
         ctx.progress.close()
         ctx.tracker.finish(exit_code=1, quiet=True)
         if not resume:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+            discard_run_dir(run_dir)
+        raise (as_user_error(exc) or exc) from None
+    if resume:
+        note = getattr(component, "resume_note", None)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        info.update(status="running", resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        info.pop("error", None)
+        _record_status(run_dir / RUN_INFO, info)
     exit_code = 1
     status = "failed"
     try:
-        if state is not None:
-            _restore(component, state, checkpoint_dir)
         with _stop_on_signals(ctx):
             try:
                 component.fit()
                 ctx.checkpoints.save(component)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 status = "interrupted"
-                info["stop_signal"] = int(signal.SIGINT)
-                print("interrupted: kept the last checkpoint; resume with "
-                      f"`forgelab run --resume {run_dir}`", file=sys.stderr)
-                exit_code = 130
+                signum = int(getattr(exc, "signum", None) or signal.SIGINT)
+                info["stop_signal"] = signum
+                latest = ctx.checkpoints.path_or_none("latest")
+                print("interrupted: " + (
+                    f"kept the last checkpoint ({latest.name}); resume with "
+                    f"`forgelab run --resume {run_dir}`" if latest is not None else
+                    "no checkpoint had been saved yet, so there is nothing to resume; start "
+                    "the run again"), file=sys.stderr)
+                exit_code = 128 + signum
                 return run_dir
         status = "interrupted" if ctx.stop_requested else "finished"
         if ctx.stop_requested:
@@ -338,11 +472,29 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
                 ctx.tracker.mark_preempting()
             print(f"stopped at step {component.step}; checkpoint saved. Resume with "
                   f"`forgelab run --resume {run_dir}`", file=sys.stderr)
+    except BaseException as exc:
+        from forgelab.core.guard import DivergenceError
+
+        error = _failure(exc, component)
+        if error is None:
+            raise
+        status = "diverged" if isinstance(error, DivergenceError) else "failed"
+        if isinstance(error, DivergenceError):
+            latest = ctx.checkpoints.path_or_none("latest")
+            error.hint = "lower the learning rate or clip gradients and start a new run; " + (
+                f"the last finite checkpoint ({latest.name}) is still `latest`"
+                if latest is not None else "no finite checkpoint had been saved")
+        info["error"] = error.message
+        exit_code = error.exit_code
+        raise error from None
     finally:
         ctx.progress.close()
         info.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        _write_json(run_dir / RUN_INFO, info)
-        ctx.tracker.finish(exit_code=exit_code)
+        _record_status(run_dir / RUN_INFO, info)
+        try:
+            ctx.tracker.finish(exit_code=exit_code)
+        except OSError as exc:  # a full disk: W&B's own files; the run's error comes first
+            print(f"warning: W&B could not finish: {exc.strerror or exc}", file=sys.stderr)
     from forgelab.core.results import print_run_result
 
     print_run_result(run_dir)  # result, best checkpoint, duration, report/resume commands
@@ -352,7 +504,10 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
 def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
                 which: str) -> tuple[Any, Any, Path]:
     """Rebuild a saved run's component in a new ``<run_dir>/<job_type>s/`` job with its
-    checkpoint loaded, for `forgelab eval` and `forgelab sample`."""
+    checkpoint loaded, for `forgelab eval` and `forgelab sample`. Whatever fails on the way
+    leaves no job folder (and no offline W&B run) behind."""
+    from forgelab.core.faults import as_user_error
+
     data, info = load_run(run_dir)
     config = validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE))
     run = prepare(config, host)
@@ -360,44 +515,100 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
 
     state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
     job_root = Path(run_dir) / f"{job_type}s"
-    job_root.mkdir(exist_ok=True)
     job_id = new_run_id()
     job_dir = job_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
-    job_dir.mkdir()
+    try:
+        job_dir.mkdir(parents=True)
+    except OSError as exc:
+        _remove_if_empty(job_root)
+        raise (as_user_error(exc) or exc) from None
     wandb_config = {**run.resolved_config(), "versions": package_versions(),
                     "source_run": info.get("run_id"), "checkpoint": checkpoint_dir.name}
-    ctx = build_context(run, job_dir, job_id, job_type, False, wandb_config, show_progress=False)
+    try:
+        ctx = build_context(run, job_dir, job_id, job_type, False, wandb_config,
+                            show_progress=False)
+    except BaseException as exc:
+        discard_run_dir(job_dir)
+        raise (as_user_error(exc) or exc) from None
     ctx.checkpoints.tracker = None  # a job reads checkpoints; it never writes one
-    component = run.factory(run.options, ctx)
-    _restore(component, state, checkpoint_dir)
+    try:
+        component = _build(run, ctx)
+        _restore(component, state, checkpoint_dir)
+    except BaseException as exc:
+        _end_job(ctx, ok=False)
+        raise (as_user_error(exc) or exc) from None
     return component, ctx, checkpoint_dir
+
+
+def _end_job(ctx: Any, ok: bool) -> None:
+    """Finish an eval / sample job's tracker; a failed job's folder is removed."""
+    try:
+        ctx.tracker.finish(exit_code=0 if ok else 1, quiet=not ok)
+    finally:
+        if not ok:
+            discard_run_dir(ctx.run_dir)
 
 
 def evaluate(run_dir: Path, which: str = "best", host: PluginHost | None = None
              ) -> tuple[dict[str, float], Path]:
     """Re-evaluate a saved run's checkpoint; logs a W&B run with ``job_type=eval``."""
+    from forgelab.core.faults import as_user_error
+
     component, ctx, checkpoint_dir = _job_in_run(run_dir, "eval", host, which)
-    exit_code = 1
+    ok = False
     try:
-        metrics = component.evaluate()
+        with _stop_on_signals(ctx):
+            metrics = component.evaluate()
+        if ctx.stop_requested:
+            raise KeyboardInterrupt
         ctx.tracker.summary({**metrics, "checkpoint": checkpoint_dir.name})
-        exit_code = 0
+        ok = True
+    except Exception as exc:
+        raise (as_user_error(exc) or exc) from None
     finally:
-        ctx.tracker.finish(exit_code=exit_code)
+        _end_job(ctx, ok)
     return metrics, ctx.run_dir
+
+
+def _check_sample_request(config: ExperimentConfig, n: int, out: Path | None) -> None:
+    """What `forgelab sample` can tell before it starts a job."""
+    if config.kind == "agent":
+        raise ForgelabError(f"{config.component!r} is an agent and cannot draw samples",
+                            hint="`forgelab sample` works on generative-model runs; "
+                            "`forgelab eval` evaluates an agent")
+    if out is not None:
+        if out.suffix.lower() not in {".png", ".csv"}:
+            raise ForgelabError(f"cannot write samples to {out.name}: use a .png file "
+                                "(or .csv for 2-D points)")
+        if not out.parent.is_dir():
+            raise ForgelabError(f"--out: the folder {out.parent} does not exist",
+                                hint="create it first, or pick another --out")
 
 
 def sample(run_dir: Path, n: int, out: Path | None, which: str = "best",
            host: PluginHost | None = None) -> Path:
     """Write ``n`` samples of a saved generative model to ``out``."""
+    from forgelab.core.faults import as_user_error, check_memory
+
+    data, _ = load_run(run_dir)
+    out = Path(out) if out else None
+    _check_sample_request(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
+                          n, out)
     component, ctx, _ = _job_in_run(run_dir, "sample", host, which)
-    exit_code = 1
+    ok = False
     try:
         if not hasattr(component, "sample_to_file"):
             raise ForgelabError(f"{ctx.config.component!r} cannot draw samples",
                                 hint="`forgelab sample` works on generative-model runs")
-        path = component.sample_to_file(n, Path(out) if out else ctx.run_dir / "samples.png")
-        exit_code = 0
+        # Noise, activations and the output grid: a few KB per sample, estimated before
+        # allocating (Linux would rather kill the process later than refuse now).
+        shape = getattr(getattr(component, "train_x", None), "shape", (0, 1024))
+        per_sample = 4 * 8 * (int(math.prod(shape[1:])) + 1024)
+        check_memory(n * per_sample, f"{n} samples", "--n")
+        path = component.sample_to_file(n, out or ctx.run_dir / "samples.png")
+        ok = True
+    except Exception as exc:
+        raise (as_user_error(exc) or exc) from None
     finally:
-        ctx.tracker.finish(exit_code=exit_code)
+        _end_job(ctx, ok)
     return path

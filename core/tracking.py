@@ -84,6 +84,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def truncate_rows(path: Path, rows: int) -> int:
+    """Keep the first ``rows`` lines of ``metrics.jsonl`` (a resume drops the rows logged after
+    the checkpoint it continues from, which it logs again); returns how many were dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as handle:
+        lines = handle.readlines()
+    if len(lines) <= rows:
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(lines[:rows]))
+    os.replace(tmp, path)
+    return len(lines) - rows
+
+
 def to_uint8_frames(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
     """Frames as (T, H, W, C) uint8, whatever came in ((T, C, H, W), floats in [0, 1], gray)."""
     array = np.asarray(list(frames) if not isinstance(frames, np.ndarray) else frames)
@@ -121,7 +144,12 @@ class Tracker:
         self.media_dir = self.run_dir / "media"
         self.mode = mode
         self.run_id = run_id
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        jsonl = self.run_dir / "metrics.jsonl"
+        #: raise DivergenceError when a logged loss is NaN / infinite (set for training jobs)
+        self.stop_on_nonfinite_loss = False
+        #: rows in metrics.jsonl; a checkpoint records it so a resume can drop later rows
+        self.rows = _count_lines(jsonl)
+        self._jsonl = open(jsonl, "a", encoding="utf-8")  # noqa: SIM115
         self._run = None
         self._axes_defined: set[str] = set()
         if mode != "disabled":
@@ -171,12 +199,25 @@ class Tracker:
         self._write_jsonl(row)
         if self._run is not None:
             self._run.log(row)  # a diverging loss stays a (NaN) float on the dashboard
+        if self.stop_on_nonfinite_loss:
+            from forgelab.core.guard import check_metrics
+
+            # A NaN / infinite loss stops the run (the row stays logged, to show where it broke).
+            check_metrics(row, where=", ".join(f"{k}={v}" for k, v in axes.items()))
 
     def _write_jsonl(self, row: Mapping[str, Any]) -> None:
         row = {k: (_jsonable(v) if not isinstance(v, dict) else
                    {kk: _jsonable(vv) for kk, vv in v.items()}) for k, v in row.items()}
-        self._jsonl.write(json.dumps({"_time": round(time.time(), 3), **row}) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps({"_time": round(time.time(), 3), **row}) + "\n")
+            self._jsonl.flush()
+        except OSError as exc:
+            from forgelab.core.checkpoints import DISK_ERRNOS, disk_error
+
+            if exc.errno in DISK_ERRNOS:
+                raise disk_error(exc, "metrics.jsonl") from None
+            raise
+        self.rows += 1
 
     def _media_path(self, key: str, suffix: str, axes: Mapping[str, int]) -> Path:
         # zero-padded like checkpoint folders, so that media files sort in logged order
@@ -247,11 +288,20 @@ class Tracker:
 
     def finish(self, exit_code: int = 0, quiet: bool = False) -> None:
         """Close the W&B run; offline runs print how to upload them (unless ``quiet``)."""
-        self._jsonl.close()
+        try:
+            self._jsonl.close()
+        except OSError:
+            pass  # a full disk: the error that stopped the run is already on its way
         if self._run is None:
             return
         run_dir = self.wandb_dir
         self._run.finish(exit_code=exit_code)
         if self.mode == "offline" and not quiet:
-            print(f"W&B run saved offline in {run_dir}\n  upload it with: wandb sync {run_dir}",
+            # Each resume of an offline run adds a folder for the same run id; `wandb sync`
+            # uploads the folders of one run one after another in order of start time, so
+            # one command with all of them keeps the whole history.
+            folders = sorted(run_dir.parent.glob(f"offline-run-*-{self.run_id}"),
+                             key=lambda p: p.name) if run_dir else []
+            shown = " ".join(str(p) for p in folders) if len(folders) > 1 else str(run_dir)
+            print(f"W&B run saved offline in {run_dir}\n  upload it with: wandb sync {shown}",
                   file=sys.stderr)

@@ -1,0 +1,90 @@
+"""One writer per run directory: ``run.lock`` held with ``flock`` while a job trains in it.
+
+The kernel drops an ``flock`` when its process dies, however it dies (SIGKILL included), so a
+lock left by a killed process is taken over by the next ``--resume`` without any clean-up; the
+file only records who holds it (pid, host, command) for the refusal message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from forgelab.core.errors import ForgelabError
+
+LOCK_FILE = "run.lock"
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on ``<run_dir>/run.lock``.
+
+    :param run_dir: the run directory to lock.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise a :class:`ForgelabError` naming the process that holds it."""
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read(fd)
+                os.close(fd)
+                raise ForgelabError(
+                    f"{self.path.parent} is in use by process {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} (`{holder.get('command', 'forgelab')}`, since "
+                    f"{holder.get('since', '?')}); one process at a time writes a run",
+                    hint="wait for it to finish, or stop it (Ctrl-C or `kill "
+                    f"{holder.get('pid', 'PID')}`) and resume again") from None
+            # The holder may have removed the file between our open and flock: lock the file
+            # that is on disk now, not an unlinked one.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "command": " ".join(["forgelab", *sys.argv[1:]])[:200],
+                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (safe to call twice)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only disk: the kernel still drops the lock below
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,351 @@
+"""Fault injection with real processes, real signals and real files: SIGKILL then resume, two
+resumers and a stale lock, a write limit at the filesystem layer, corrupted and malicious
+checkpoints, NaN divergence (one agent, one generative model). Budgets are tiny: behaviour, not
+learning. The CLI runs in subprocesses where signals and process limits are the point, and
+in-process (``cli.main``) elsewhere, to keep the module fast."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import read_metrics, run_experiment, user_env
+
+from forgelab.core import cli
+
+EXE = shutil.which("forgelab", path=str(Path(sys.executable).parent)) or "forgelab"
+PPO = ["env.num_envs=4", "agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=2",
+       "train.log_every=128", "train.eval_every=512", "train.eval_episodes=2",
+       "train.video_every=null", "train.checkpoint_every=256"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**user_env(), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **extra}
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([EXE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Poll a file-system condition (not a timing assert): fail if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended (rc={proc.returncode}) before the condition: "
+                                 f"{proc.stderr.read()[-2000:]}")
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.05)
+
+
+def run_dir_of(root: Path) -> Path:
+    runs = sorted(p for p in root.glob("runs/*/*") if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def error_line(stderr: str) -> str:
+    """The one ``error:`` line of a failed command (no traceback)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def forgelab(capsys, *args: str) -> tuple[int, str]:
+    """``forgelab ARGS`` in this process: (exit code, stderr)."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    return code, capsys.readouterr().err
+
+
+def state_of(run: Path, which: str = "latest") -> dict:
+    name = (run / "checkpoints" / which).read_text().strip()
+    return torch.load(run / "checkpoints" / name / "state.pt", weights_only=True)
+
+
+@pytest.fixture
+def no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One finished tiny PPO run, copied by the tests that corrupt it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "disabled")
+    try:
+        return run_experiment("cartpole-ppo", *PPO, "train.total_steps=512",
+                              output_dir=tmp_path_factory.mktemp("trained") / "runs")
+    finally:
+        mp.undo()
+
+
+def copy_of(trained: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "runs" / trained.parent.name / trained.name
+    shutil.copytree(trained, target)
+    return target
+
+
+# ------------------------------------------------------------------------------ SIGKILL
+def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
+    # 1. Killed after a checkpoint, with rows logged after it (checkpoints 16 updates apart, so
+    #    the kill lands well before the next one).
+    proc = start("run", "cartpole-ppo", *PPO, "train.checkpoint_every=2048",
+                 "train.total_steps=1000000", "--no-progress", cwd=tmp_path)
+    try:
+        wait_for(lambda: list(tmp_path.glob("runs/*/*/checkpoints/latest")), proc)
+        run = run_dir_of(tmp_path)
+        wait_for(lambda: len(read_metrics(run)) > state_of(run)["log_rows"] + 2, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert str(proc.pid) in (run / "run.lock").read_text()  # a stale lock: its process is dead
+    # 2. A resumer takes the stale lock over; a second one at the same time is refused.
+    first = start("run", "--resume", str(run), "--no-progress", cwd=tmp_path)
+    try:
+        wait_for(lambda: str(first.pid) in (run / "run.lock").read_text(), first)
+        second = subprocess.run([EXE, "run", "--resume", str(run)], cwd=tmp_path, env=_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert f"in use by process {first.pid}" in error_line(second.stderr)
+        wait_for(lambda: len(read_metrics(run)) > state_of(run)["log_rows"] + 2, first)
+        first.send_signal(signal.SIGKILL)  # 3. killed again, mid-run
+        first.wait(timeout=60)
+    finally:
+        first.kill()
+    step = state_of(run)["step"]
+    third = subprocess.run([EXE, "run", "--resume", str(run), f"train.total_steps={step + 256}",
+                            "--no-progress"], cwd=tmp_path, env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert "metrics.jsonl: dropped" in third.stderr
+    steps = [row["global_step"] for row in read_metrics(run) if "train/policy_loss" in row]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps), steps
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert not (run / "run.lock").exists()
+    # One printed command uploads the run's three offline folders, in order of start time.
+    folders = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(folders) == 3
+    sync = [line for line in third.stderr.splitlines() if "wandb sync" in line][-1]
+    assert sync.split("wandb sync ", 1)[1].split() == [str(p) for p in folders]
+
+
+def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_path: Path,
+                                                            capsys, no_wandb) -> None:
+    # The files a SIGKILL between "folder written" and "folder renamed" leaves at the very
+    # first save: a complete .tmp-* folder and no pointer; plus a half-written folder.
+    run = copy_of(trained, tmp_path)
+    ckpt = run / "checkpoints"
+    first = sorted(ckpt.glob("step-*"))[0]
+    for path in [*ckpt.glob("step-*"), ckpt / "latest", ckpt / "best"]:
+        if path != first:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    first.rename(ckpt / ".tmp-aaaa1111")
+    (ckpt / ".tmp-aaaa1111" / ".complete").write_text(first.name + "\n")
+    (ckpt / ".tmp-bbbb2222").mkdir()
+    (ckpt / ".tmp-bbbb2222" / "state.pt").write_bytes(b"PK\x03\x04 half")
+    code, err = forgelab(capsys, "run", "--resume", str(run), "--no-progress")
+    assert code == 0, err
+    assert f"recovered the complete checkpoint {first.name}" in err
+    assert "removed the unfinished checkpoint folder .tmp-bbbb2222" in err
+    assert not list(ckpt.glob(".tmp-*")) and not list(ckpt.glob(".old-*"))
+    assert state_of(run)["step"] >= 512
+
+
+# ------------------------------------------------------------------------- disk faults
+def _limit_file_size() -> None:
+    # A write past 256 KB fails with EFBIG at the filesystem layer (the DQN replay buffer
+    # checkpoint is ~5 MB), like a disk that fills up during the first checkpoint.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+
+def test_a_failed_write_is_one_clear_error_with_status_and_no_temp_folder(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [EXE, "run", "cartpole-dqn", "agent.learning_starts=100", "train.total_steps=600",
+         "train.checkpoint_every=200", "train.eval_every=null", "train.video_every=null",
+         "--no-progress"], cwd=tmp_path, env=_env(WANDB_MODE="disabled"), capture_output=True,
+        text=True, timeout=300, preexec_fn=_limit_file_size)
+    assert result.returncode == 4, result.stderr
+    assert "cannot write checkpoint" in error_line(result.stderr)
+    run = run_dir_of(tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "cannot write" in info["error"]
+    assert not list(run.glob("checkpoints/.tmp-*"))
+    assert not (run / "run.lock").exists()
+
+
+# --------------------------------------------------------------------- corrupted files
+@pytest.mark.parametrize("case", ["escape-relative", "escape-absolute", "garbage"])
+def test_a_pointer_never_leads_outside_its_run(trained: Path, tmp_path: Path, case: str,
+                                               capsys, no_wandb) -> None:
+    run = copy_of(trained, tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(run / "checkpoints", other)
+    name = (run / "checkpoints" / "latest").read_text().strip()
+    target = {"escape-relative": f"../../../other/{name}", "escape-absolute": str(other / name),
+              "garbage": "\x00\x01 not a step"}[case]
+    for pointer in ("latest", "best"):
+        (run / "checkpoints" / pointer).write_text(target + "\n")
+    for args in (["run", "--resume", str(run), "train.total_steps=1024"], ["eval", str(run)]):
+        code, err = forgelab(capsys, *args)
+        assert code == 2, err
+        assert "does not name a checkpoint folder of this run" in error_line(err)
+    assert not (run / "evals").exists()
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", "{'format': 1}"])
+def test_a_state_file_of_another_shape_is_one_clear_error(trained: Path, tmp_path: Path,
+                                                          content: str, capsys,
+                                                          no_wandb) -> None:
+    run = copy_of(trained, tmp_path)
+    name = (run / "checkpoints" / "latest").read_text().strip()
+    torch.save(eval(content), run / "checkpoints" / name / "state.pt")
+    code, err = forgelab(capsys, "run", "--resume", str(run), "train.total_steps=1024")
+    assert code == 2
+    assert "is not a forgelab checkpoint" in error_line(err)
+
+
+def test_a_garbled_run_json_is_one_clear_error(trained: Path, tmp_path: Path, capsys) -> None:
+    run = copy_of(trained, tmp_path)
+    (run / "run.json").write_text("{not json")
+    code, err = forgelab(capsys, "run", "--resume", str(run))
+    assert code == 2
+    assert "run.json is unreadable" in error_line(err)
+
+
+_EVIL = """
+import os
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch {marker}",))
+"""
+
+
+def _evil_pickle(path: Path, marker: Path) -> None:
+    namespace: dict = {}
+    exec(textwrap.dedent(_EVIL.format(marker=marker)), namespace)
+    torch.save({"format": 1, "step": 0, "component": namespace["Evil"](), "rng": {}}, path)
+
+
+def test_a_malicious_checkpoint_is_refused_without_running_it(trained: Path, tmp_path: Path,
+                                                              capsys, no_wandb) -> None:
+    run = copy_of(trained, tmp_path)
+    marker = tmp_path / "PWNED"
+    name = (run / "checkpoints" / "best").read_text().strip()
+    _evil_pickle(run / "checkpoints" / name / "state.pt", marker)
+    code, err = forgelab(capsys, "eval", str(run))
+    assert code == 2
+    assert "unsafe" in error_line(err) and "weights_only" not in err
+    assert not marker.exists()
+    assert not (run / "evals").exists()
+
+
+def test_an_sb3_zip_carrying_a_pickle_is_refused_without_running_it(tmp_path: Path, capsys,
+                                                                    no_wandb) -> None:
+    run = run_experiment("cartpole-sb3-ppo", "env.num_envs=4", "agent.n_steps=32",
+                         "agent.batch_size=64", "agent.n_epochs=1", "train.total_steps=256",
+                         "train.eval_every=null", "train.video_every=null")
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pth"
+    _evil_pickle(evil, marker)
+    for model in run.glob("checkpoints/step-*/model.zip"):
+        with zipfile.ZipFile(model) as src:
+            entries = {n: src.read(n) for n in src.namelist()}
+        assert "policy.pth" in entries
+        entries["policy.pth"] = evil.read_bytes()
+        with zipfile.ZipFile(model, "w") as dst:
+            for entry, data in entries.items():
+                dst.writestr(entry, data)
+    code, err = forgelab(capsys, "run", "--resume", str(run), "train.total_steps=512")
+    assert code == 2, err
+    assert "unsafe" in error_line(err)
+    assert not marker.exists()
+
+
+# -------------------------------------------------------------------------- divergence
+def _all_finite(state: dict) -> bool:
+    from forgelab.core.guard import find_nonfinite
+
+    return find_nonfinite(state) is None
+
+
+def test_a_diverging_agent_stops_and_keeps_its_last_finite_checkpoint(tmp_path: Path, capsys,
+                                                                      no_wandb) -> None:
+    # The checkpoint and evaluation at step 200 come before DQN's first gradient step (300).
+    code, err = forgelab(capsys, "run", "cartpole-dqn", "agent.learning_rate=1e30",
+                         "agent.learning_starts=300", "agent.train_freq=16",
+                         "agent.gradient_steps=4", "train.total_steps=2000",
+                         "train.checkpoint_every=200", "train.eval_every=200",
+                         "train.eval_episodes=1", "train.video_every=null", "--no-progress")
+    assert code == 3, err
+    assert "diverged" in error_line(err)
+    run = run_dir_of(tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "diverged"
+    assert state_of(run)["step"] == 200 and state_of(run, "best")["step"] == 200
+    assert all(_all_finite(torch.load(p, weights_only=True))
+               for p in run.glob("checkpoints/step-*/state.pt"))
+
+
+def test_a_diverging_generative_model_stops_with_exit_code_3(tmp_path: Path, capsys,
+                                                             no_wandb) -> None:
+    code, err = forgelab(capsys, "run", "digits-vae", "model.learning_rate=1e30",
+                         "train.epochs=3", "train.eval_every=1", "train.checkpoint_every=1",
+                         "model.nll_samples=5", "--no-progress")
+    assert code == 3, err
+    assert "diverged" in error_line(err)
+    run = run_dir_of(tmp_path)
+    assert json.loads((run / "run.json").read_text())["status"] == "diverged"
+    assert all(_all_finite(torch.load(p, weights_only=True))
+               for p in run.glob("checkpoints/step-*/state.pt"))
+
+
+# ----------------------------------------------------------------- checked before a run
+@pytest.mark.parametrize("experiment, override", [
+    ("cartpole-ppo", "agent.learning_rate=inf"), ("cartpole-ppo", "agent.learning_rate=1e999"),
+    ("digits-vae", "model.beta=.inf")])
+def test_non_finite_option_values_are_refused(tmp_path: Path, capsys, experiment: str,
+                                              override: str) -> None:
+    code, err = forgelab(capsys, "run", experiment, override, "--dry-run")
+    assert code == 2
+    assert f"{override.split('=')[0]}: must be a finite number" in error_line(err)
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/an/absolute/path", "my exp", "x" * 300])
+def test_run_names_are_checked_before_anything_is_created(tmp_path: Path, capsys,
+                                                          name: str) -> None:
+    code, err = forgelab(capsys, "run", "cartpole-ppo", f"name={name}",
+                         f"output_dir={tmp_path / 'a' / 'b'}")
+    assert code == 2
+    assert "letters, digits" in error_line(err)
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_contained(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "exitplug-0.1.dist-info").mkdir(parents=True)
+    (site / "exitplug.py").write_text("import sys\nsys.exit(3)\n")
+    (site / "exitplug-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: exitplug\nVersion: 0.1\n")
+    (site / "exitplug-0.1.dist-info" / "entry_points.txt").write_text(
+        "[forgelab]\nexitplug = exitplug\n")
+    result = subprocess.run([EXE, "plugins"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**_env(), "PYTHONPATH": str(site)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = [line for line in result.stdout.splitlines() if line.startswith("exitplug")][0]
+    assert "failed" in line
