@@ -212,20 +212,20 @@ def check_supported_action_spaces(subject: Subject) -> str | None:
     from forgelab.core.errors import ConfigError
 
     supported = subject.supported_envs()
-    for family, env_id in list(supported.items()):
-        if env_id == subject.experiment().get("env"):
+    for family, env in list(supported.items()):
+        if env == subject.experiment().get("env"):
             continue  # the main env: covered by check_fit_reaches_budget
         try:
-            run_dir = subject.run(f"env-{family}", env=env_id)
+            run_dir = subject.run(f"env-{family}", env=env)
         except ConfigError as exc:  # refused by the factory rather than by `check=`
-            subject.notes[family] = (f"{env_id}: refused when built ({exc.message}); advice: "
+            subject.notes[family] = (f"{env['id']}: refused when built ({exc.message}); advice: "
                                      "refuse it in register(check=...) so that --dry-run and "
                                      "sweeps catch it before a run starts")
             supported = {k: v for k, v in supported.items() if k != family}
             continue
         _finished(run_dir)
     refused = [note for family, note in subject.notes.items() if family not in supported]
-    return ("trained on " + ", ".join(supported.values())
+    return ("trains on " + ", ".join(env["id"] for env in supported.values())
             + (f"; refused (by its check or options): {'; '.join(refused)}" if refused else ""))
 
 

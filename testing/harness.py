@@ -21,8 +21,12 @@ from typing import Any
 
 from forgelab.core.registry import Registration, Registry
 
-# The candidate environments for an agent that names none: one per action-space family.
-CANDIDATE_ENVS = {"discrete": "CartPole-v1", "continuous": "Pendulum-v1"}
+# The candidate environments for an agent that names none: one per action-space family
+# (Pendulum's episodes cut to 50 steps: evaluation episodes and their videos stay short).
+CANDIDATE_ENVS: dict[str, dict[str, Any]] = {
+    "discrete": {"id": "CartPole-v1"},
+    "continuous": {"id": "Pendulum-v1", "max_episode_steps": 50},
+}
 # Tiny budgets: enough for a few updates of every built-in with its conformance options.
 AGENT_DEFAULTS: dict[str, Any] = {
     "train": {"total_steps": 64, "eval_episodes": 1, "log_every": 16},
@@ -117,7 +121,7 @@ class Subject:
         self.name = registration.name
         self._runs: dict[str, Path] = {}
         self._trigger = _StopTrigger()
-        self._env: str | dict[str, Any] | None = None
+        self._env: dict[str, Any] | None = None
         self.notes: dict[str, str] = {}
         self.output = ""  # what the runner printed during the kit's runs
 
@@ -138,31 +142,32 @@ class Subject:
             data["env"] = self.default_env()
         return deep_merge(data, extra)
 
-    def supported_envs(self) -> dict[str, str]:
+    def supported_envs(self) -> dict[str, dict[str, Any]]:
         """The candidate envs (one per action-space family) the registration accepts."""
         from forgelab.core import runner
         from forgelab.core.config import validate_experiment
         from forgelab.core.errors import ForgelabError
 
         supported = {}
-        for family, env_id in CANDIDATE_ENVS.items():
+        for family, env in CANDIDATE_ENVS.items():
             data = deep_merge(deep_merge(copy.deepcopy(AGENT_DEFAULTS), self.conformance),
                               self.overrides)
-            data.update(agent=self.name, env=env_id, tracking={"mode": "disabled"})
+            data.update(agent=self.name, env=env, tracking={"mode": "disabled"})
             try:
                 runner.prepare(validate_experiment(data), self.host)
             except ForgelabError as exc:
-                self.notes[family] = f"{env_id}: {exc.message}"
+                self.notes[family] = f"{env['id']}: {exc.message}"
                 continue
-            supported[family] = env_id
+            supported[family] = env
         return supported
 
-    def default_env(self) -> str:
+    def default_env(self) -> dict[str, Any]:
         if self._env is None:
             supported = self.supported_envs()
             if not supported:
                 raise CheckFailure(
-                    f"agent {self.name!r} accepts neither {' nor '.join(CANDIDATE_ENVS.values())}"
+                    f"agent {self.name!r} accepts neither "
+                    f"{' nor '.join(env['id'] for env in CANDIDATE_ENVS.values())}"
                     f" ({'; '.join(self.notes.values())}); name the env it needs with "
                     "register(..., conformance={'env': 'mylab/Env-v0'})")
             self._env = next(iter(supported.values()))
