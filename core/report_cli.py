@@ -212,22 +212,47 @@ def cmd_runs(args: argparse.Namespace) -> int:
                      "last_step": run.last_step, "budget": run.budget,
                      "age_s": now - run.created if run.created else None})
     rows.sort(key=lambda r: (r["age_s"] is None, r["age_s"] or 0))
+    studies = _studies(root)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"runs": rows, "studies": studies}, indent=2))
         return 0
+    for study in studies:
+        counts = ", ".join(f"{v} {k}" for k, v in study["summary"].items() if v)
+        print(f"study {study['name']}: {counts or 'no trials'}  ({study['path']})")
     if not rows:
         print(f"no runs under {root}")
         return 0
-    print(f"{'age':>5}  {'status':<11} {'experiment':<22} {'seed':>4}  {'metric':<30} "
+    names = [(f"{r['study']}/" if r["study"] else "") + r["experiment"] for r in rows]
+    width = max(10, *(len(n) for n in names))
+    print(f"{'age':>5}  {'status':<11} {'experiment':<{width}} {'seed':>4}  {'metric':<30} "
           f"{'progress':<17} directory")
-    for r in rows:
+    for r, name in zip(rows, names, strict=True):
         metric = f"{r['metric']} {fmt(r['value'])}"
         progress = f"{fmt(r['last_step'])}/{fmt(r['budget'])}"
-        name = (f"{r['study']}/" if r["study"] else "") + r["experiment"]
-        print(f"{_age(r['age_s']):>5}  {r['status']:<11} {name:<22} "
+        print(f"{_age(r['age_s']):>5}  {r['status']:<11} {name:<{width}} "
               f"{'-' if r['seed'] is None else r['seed']:>4}  {metric:<30} {progress:<17} "
               f"{r['path']}")
     return 0
+
+
+def _studies(root: Path) -> list[dict[str, Any]]:
+    """Studies (folders with a ``study.json``) under ``root``, with their trial counts."""
+    import json
+
+    found = []
+    for file in sorted(root.rglob("study.json")):
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        trials = data.get("trials") or [] if isinstance(data, dict) else []
+        summary: dict[str, int] = {}
+        for trial in trials:
+            status = str(trial.get("status")) if isinstance(trial, dict) else "?"
+            summary[status] = summary.get(status, 0) + 1
+        found.append({"name": data.get("name") or file.parent.name, "path": str(file.parent),
+                      "trials": len(trials), "summary": summary})
+    return found
 
 
 COMMANDS = {"report": cmd_report, "compare": cmd_compare, "runs": cmd_runs}

@@ -286,3 +286,5 @@ def test_a_study_directory_is_named_and_its_trials_without_runs_counted(lab, tmp
     # a second report does not count the first report's folder as a run
     assert main(["report", str(study), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["configurations"][0]["counts"]["total"] == 3
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    assert "study lr-study: 3 finished, 1 failed" in capsys.readouterr().out
