@@ -487,6 +487,9 @@ class PluginHost:
                            f"already in gymnasium's registry (entry point {spec.entry_point!r})")
                 self.registry.remove("env", reg.name)
                 self._fail(self.plugins[reg.source.plugin], message)
+                # The plugin report was printed before environments are applied: say it now,
+                # so a clash is never silent.
+                print(f"warning: {message}; gymnasium's environment is used", file=sys.stderr)
                 continue
             gymnasium.register(
                 id=reg.name,

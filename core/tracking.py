@@ -157,6 +157,8 @@ class Tracker:
 
             self._wandb = wandb
             os.environ.setdefault("WANDB_SILENT", "true")
+            if os.environ.get("WANDB_MODE") == "":
+                del os.environ["WANDB_MODE"]  # an empty WANDB_MODE fails W&B's own settings check
             try:
                 self._run = wandb.init(
                     dir=str(self.run_dir), id=run_id, mode=mode,
