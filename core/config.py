@@ -352,7 +352,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel],
                 line += f"; did you mean {guess!r}?"
             line += f" Allowed keys here: {', '.join(allowed)}"
         else:
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")  # a validator's own words
             if err["type"] == "literal_error":
                 message = message.replace("Input should be", "must be")
             shown = err.get("input")
