@@ -84,8 +84,10 @@ def _relative(path: Path, root: Path) -> str:
 
 def _aggregate(values: list[float], reps: int, seed: int) -> dict[str, Any]:
     n = len(values)
-    out: dict[str, Any] = {"n": n, "headline_interval": n >= MIN_SEEDS_FOR_INTERVAL}
-    if not n:
+    out: dict[str, Any] = {"n": n, "headline_interval": n >= MIN_SEEDS_FOR_INTERVAL,
+                           "iqm": None, "iqm_ci": None, "median": None, "median_ci": None,
+                           "mean": None, "std": None, "min": None, "max": None}
+    if not n:  # every run failed: the page shows dashes, the counts say why
         return out
     for name in ("iqm", "median"):
         est, lo, hi = stats.stratified_bootstrap_ci(np.array(values), name, reps=reps, seed=seed)
