@@ -68,6 +68,9 @@ class _KitHost:
     def apply_env_registrations(self) -> None:
         self._host.apply_env_registrations()
 
+    def __getattr__(self, name: str) -> Any:  # anything else the runner asks a host for
+        return getattr(self._host, name)
+
     def provenance(self, config: Any) -> dict[str, dict[str, Any]]:
         return self._host.provenance(config)
 
@@ -204,13 +207,20 @@ class Subject:
     @contextlib.contextmanager
     def quiet(self):
         """The runner's messages (result lines, "SIGTERM: stopping...") go to ``self.output``
-        rather than the terminal: the kit reports per check."""
+        rather than the terminal (the kit reports per check), and W&B stays off even where
+        ``WANDB_MODE`` is set: the kit's runs are private."""
         buffer = io.StringIO()
+        saved = os.environ.get("WANDB_MODE")
+        os.environ["WANDB_MODE"] = "disabled"
         try:
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
                 yield
         finally:
             self.output += buffer.getvalue()
+            if saved is None:
+                os.environ.pop("WANDB_MODE", None)
+            else:
+                os.environ["WANDB_MODE"] = saved
 
     def stopped_run(self) -> tuple[Path, dict[str, Any] | None]:
         """A tiny run stopped by a real SIGTERM at its first report after step 0."""
@@ -239,7 +249,8 @@ class Subject:
         """A fresh component restored from ``run_dir``'s latest checkpoint, in a new job."""
         from forgelab.core import runner
 
-        return runner._job_in_run(run_dir, job_type, self._kit_host(), "latest")
+        with self.quiet():
+            return runner._job_in_run(run_dir, job_type, self._kit_host(), "latest")
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@ forgelab is installed (so a plugin's tests need no conftest.py to use them).
 * ``forgelab_host``: a fresh plugin host loaded from the installed entry points (not the
   process-wide one), honouring ``FORGELAB_STRICT_PLUGINS`` / ``FORGELAB_DISABLE_PLUGINS``.
 * ``forgelab_run``: ``forgelab_run(experiment, *overrides)`` trains through the real runner in
-  ``tmp_path`` with W&B disabled and returns the run directory.
+  ``tmp_path`` (``tracking.mode: disabled`` by default) and returns the run directory.
 * ``forgelab_check``: ``forgelab_check(name, **options)`` is
   :func:`forgelab.testing.check_component` writing its runs under ``tmp_path``.
 
@@ -30,8 +30,9 @@ def forgelab_host() -> Any:
 
 @pytest.fixture
 def forgelab_run(tmp_path: Path) -> Callable[..., Path]:
-    """Train an experiment (a name, a YAML path or a mapping) in ``tmp_path``; W&B disabled
-    unless the experiment or an override says otherwise."""
+    """Train an experiment (a name, a YAML path or a mapping) in ``tmp_path``, with
+    ``tracking.mode: disabled`` unless the experiment or an override sets it (``WANDB_MODE``,
+    when set, wins as it does everywhere)."""
 
     def run(experiment: str | Path | dict[str, Any], *overrides: str) -> Path:
         from forgelab.core import runner

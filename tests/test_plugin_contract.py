@@ -272,3 +272,15 @@ def test_cli_check_runs_the_kit_and_rejects_unknown_names() -> None:
     unknown = forgelab_cli("plugins", "--check", "gridworl")
     assert unknown.returncode == 2 and "unknown plugin or component 'gridworl'" in unknown.stderr
 
+
+
+def test_pytest11_fixtures(forgelab_host, forgelab_check, forgelab_run) -> None:
+    """forgelab's pytest11 entry point gives every test suite these fixtures."""
+    assert forgelab_host is not pluginhost.get_host()  # a host of its own
+    assert forgelab_host.registry.find("env", "forgelab/GridWorld-v0") is not None
+    report = forgelab_check("forgelab/GridWorld-v0")
+    assert report.ok and len(report.results) == 7
+    run_dir = forgelab_run({"agent": "random", "env": "CartPole-v1",
+                            "train": {"total_steps": 20, "eval_episodes": 1}})
+    assert run_dir.parent.parent == Path.cwd() / "runs"  # tmp_path
+    assert "mode: disabled" in (run_dir / "config.yaml").read_text()
