@@ -475,6 +475,11 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     except BaseException as exc:
         from forgelab.core.guard import DivergenceError
 
+        if isinstance(exc, KeyboardInterrupt):  # SIGTERM just before training took over
+            status = "interrupted"
+            info["stop_signal"] = int(getattr(exc, "signum", None) or signal.SIGINT)
+            exit_code = 128 + info["stop_signal"]
+            raise
         error = _failure(exc, component)
         if error is None:
             raise

@@ -144,6 +144,23 @@ def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
     assert sync.split("wandb sync ", 1)[1].split() == [str(p) for p in folders]
 
 
+def test_sigterm_while_a_run_starts_leaves_no_run_marked_running(tmp_path: Path) -> None:
+    # SIGTERM as soon as the run directory exists: W&B, the envs and the agent are still being
+    # set up (before training installs its own handler).
+    proc = start("run", "cartpole-ppo", *PPO, "train.total_steps=100000", "--no-progress",
+                 cwd=tmp_path)
+    try:
+        wait_for(lambda: list(tmp_path.glob("runs/*/*")), proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    for info in tmp_path.glob("runs/*/*/run.json"):  # a run that had started is marked stopped
+        assert json.loads(info.read_text())["status"] == "interrupted"
+
+
 def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_path: Path,
                                                             capsys, no_wandb) -> None:
     # The files a SIGKILL between "folder written" and "folder renamed" leaves at the very
