@@ -111,6 +111,10 @@ def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
     # 1. SIGTERM (what `kill` and schedulers send): trials checkpoint, the sweep exits 143
     sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
+    wait_for(lambda: Path("runs/long/study.json").is_file(), "the study to start")
+    second = subprocess.run([forgelab_exe(), "sweep", "--resume", "runs/long"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "being run by another" in second.stderr  # never twice
     wait_for(lambda: all(_progress(r) > 0 for r in roots), "both trials to log")
     sweep.send_signal(signal.SIGTERM)
     out, err = sweep.communicate(timeout=120)
@@ -133,8 +137,9 @@ def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
              "the orphaned trials to checkpoint and stop")
     assert {t["status"] for t in trials("long").values()} == {"running"}  # what it knew
 
-    # 3. The same command again finishes both, each in its one run directory.
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    # 3. `--resume STUDY_DIR` (or the same command) finishes both, each in its one run directory.
+    result = subprocess.run([forgelab_exe(), "sweep", "--resume", "runs/long"], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     for trial_id, root in zip(ids, roots, strict=True):
         trial = trials("long")[trial_id]
