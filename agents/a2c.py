@@ -20,7 +20,7 @@ One iteration:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -53,7 +53,10 @@ class A2CConfig(PolicyConfig):
     :param max_grad_norm: global gradient-norm clip.
     """
 
-    learning_rate: PositiveFloat = Field(7e-4, description="optimizer step size")
+    linear_schedules: ClassVar[dict[str, str]] = {"learning_rate": "anneal_lr"}
+
+    learning_rate: PositiveFloat = Field(7e-4, description="optimizer step size (lin_<x>: "
+                                         "annealed)")
     anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")
     optimizer: Literal["rmsprop", "adam"] = Field("rmsprop", description="rmsprop or adam")
     rms_prop_eps: PositiveFloat = Field(1e-5, description="optimizer epsilon")

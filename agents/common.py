@@ -9,14 +9,15 @@ method stays in its own file (``reinforce.py``, ``a2c.py``, ``ppo.py``), readabl
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -27,6 +28,7 @@ from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
 
 LOG_2PI = math.log(2.0 * math.pi)
+_LINEAR = re.compile(r"^lin_([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -51,6 +53,26 @@ class PolicyConfig(BaseModel):
     log_std_init: float = Field(0.0, description="initial log-std of the Gaussian (Box actions)")
     normalize_obs: bool = Field(False, description="running mean/std observation normalisation")
     obs_clip: PositiveFloat = Field(10.0, description="clip normalised observations to ±obs_clip")
+
+    #: option -> its anneal switch: ``learning_rate: lin_1e-3`` (RL Zoo's and the SB3 agents'
+    #: syntax) means ``learning_rate: 1e-3, anneal_lr: true``
+    linear_schedules: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _linear_schedules(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, switch in cls.linear_schedules.items():
+            value = data.get(key)
+            match = _LINEAR.match(value) if isinstance(value, str) else None
+            if match is None:
+                continue
+            if data.get(switch) is False:
+                raise ValueError(f"{key}: {value} decays linearly, but {switch} is false; "
+                                 f"write {key}: {match.group(1)} for a constant value")
+            data = {**data, key: float(match.group(1)), switch: True}
+        return data
 
 
 # ------------------------------------------------------------------------------ networks

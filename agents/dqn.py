@@ -297,6 +297,7 @@ class DQN:
         self._stats = np.zeros(3)  # Σ td_loss, Σ q_mean, count, since the last log row
         self.evaluator = PeriodicEvaluator(ctx, self)
         self._last_eval_step = -1
+        self._recent: list[float] = []  # returns of the last episodes, for the progress bar
 
     # ------------------------------------------------------------------- schedules
     def epsilon(self, step: int) -> float:
@@ -353,6 +354,8 @@ class DQN:
             for episode_return, length in completed_episodes(infos):
                 ctx.tracker.log({"train/episode_return": episode_return,
                                  "train/episode_length": length}, global_step=self.step)
+                self._recent = (self._recent + [episode_return])[-20:]
+                ctx.progress.update(self.step, **{"return": float(np.mean(self._recent))})
             # 3. Target network: θ⁻ ← τ θ + (1 − τ) θ⁻ at every target_update_interval mark.
             crossed = self.step // o.target_update_interval - last // o.target_update_interval
             if crossed:

@@ -30,6 +30,8 @@ torch runs on one CPU thread (the experiment's ``threads``).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
@@ -66,14 +68,18 @@ class PPOConfig(PolicyConfig):
     :param adam_eps: Adam's ε (1e-5 as in SB3 and the PPO reference code).
     """
 
-    learning_rate: PositiveFloat = Field(3e-4, description="Adam step size")
+    linear_schedules: ClassVar[dict[str, str]] = {"learning_rate": "anneal_lr",
+                                                  "clip_range": "anneal_clip_range"}
+
+    learning_rate: PositiveFloat = Field(3e-4, description="Adam step size (lin_<x>: annealed)")
     anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")
     n_steps: PositiveInt = Field(2048, description="steps per env per rollout")
     batch_size: int = Field(64, ge=2, description="minibatch size (divides n_steps*num_envs)")
     n_epochs: PositiveInt = Field(10, description="passes over each rollout")
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
-    clip_range: PositiveFloat = Field(0.2, description="surrogate clip epsilon")
+    clip_range: PositiveFloat = Field(0.2, description="surrogate clip epsilon (lin_<x>: "
+                                      "annealed)")
     anneal_clip_range: bool = Field(False, description="decay clip_range linearly to 0")
     clip_range_vf: PositiveFloat | None = Field(None, description="value clip (None: off)")
     normalize_advantage: bool = Field(True, description="standardise advantages per minibatch")

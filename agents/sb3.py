@@ -256,6 +256,8 @@ class _RunCallback(BaseCallback):
             if episode is not None:
                 ctx.tracker.log({"train/episode_return": float(episode["r"]),
                                  "train/episode_length": int(episode["l"])}, global_step=step)
+                agent.recent = (agent.recent + [float(episode["r"])])[-20:]
+                ctx.progress.update(step, **{"return": float(np.mean(agent.recent))})
         every = ctx.config.train.log_every
         if agent.off_policy and step // every > last // every:
             # Off-policy SB3 dumps its logger only when episodes end (every `log_interval`
@@ -316,6 +318,7 @@ class SB3Agent:
         self.step = 0
         self.evaluator = PeriodicEvaluator(ctx, self)
         self._buffer_restored = False
+        self.recent: list[float] = []  # returns of the last episodes, for the progress bar
 
     @property
     def off_policy(self) -> bool:

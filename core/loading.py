@@ -298,3 +298,24 @@ class Sampler(_Loaded):
     def as_numpy(self, n: int, seed: int | None = None) -> np.ndarray:
         """:meth:`sample` as a NumPy array."""
         return self.sample(n, seed).numpy()
+
+
+def nothing_to_resume(run_dir: Path, config: Any, info: dict[str, Any]) -> str | None:
+    """Why resuming ``run_dir`` with ``config`` would train nothing (None when it would):
+    the run finished and its latest checkpoint is at the end of the budget."""
+    from forgelab.core.checkpoints import CheckpointManager
+
+    if info.get("status") != "finished":
+        return None
+    latest = CheckpointManager(Path(run_dir) / "checkpoints").path("latest")
+    match = _STEP_DIR.match(latest.name) if latest is not None else None
+    if match is None:
+        return None
+    step = int(match.group(2))
+    key, budget = (("train.total_steps", config.train.total_steps) if config.kind == "agent"
+                   else ("train.epochs", config.train.epochs))
+    if budget is None or step < budget:
+        return None
+    return (f"nothing to resume: {run_dir} finished at step {step} of {key}={budget}; "
+            f"to train longer, raise the budget: forgelab run --resume {run_dir} "
+            f"{key}={2 * budget}")

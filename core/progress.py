@@ -18,6 +18,7 @@ class Progress:
                  enabled: bool = True, description: str = "") -> None:
         self._bar = None
         self._last = initial
+        self._shown: dict[str, Any] = {}
         if enabled and total:
             from tqdm import tqdm
 
@@ -36,8 +37,23 @@ class Progress:
             self._bar.update(position - self._last)
             self._last = position
         if metrics:
-            shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()}
-            self._bar.set_postfix(shown, refresh=False)
+            # Merged, so metrics reported at different moments (losses every few batches,
+            # validation every epoch) stay side by side.
+            self._shown.update({k: (f"{v:.4g}" if isinstance(v, float) else v)
+                                for k, v in metrics.items()})
+            self._bar.set_postfix(self._shown, refresh=False)
+
+    def set_total(self, total: int, unit: str, initial: int = 0) -> None:
+        """Count in a finer unit once the component knows it (e.g. a model's batches: the
+        batches per epoch are known only after its dataset is loaded)."""
+        if self._bar is None:
+            return
+        self._bar.reset(total=total)
+        self._bar.unit = unit
+        self._last = 0
+        if initial:
+            self._bar.update(min(initial, total))
+            self._last = initial
 
     def close(self) -> None:
         if self._bar is not None:

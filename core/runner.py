@@ -304,6 +304,12 @@ def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost |
     from forgelab.core.runlock import RunLock
 
     run, info, changed = prepare_resume(run_dir, overrides, host)
+    from forgelab.core.loading import nothing_to_resume
+
+    reason = nothing_to_resume(Path(run_dir), run.config, info)
+    if reason is not None:  # say why, and open no W&B run for it
+        print(reason, file=sys.stderr)
+        return Path(run_dir)
     with RunLock(Path(run_dir)):  # one writer per run: a second resumer is refused here
         if changed:
             (Path(run_dir) / CONFIG_FILE).write_text(dump_yaml(run.resolved_config()),

@@ -200,6 +200,9 @@ class GenerativeModel:
         ctx = self.ctx
         epochs = int(ctx.train.epochs)
         eval_every = ctx.train.eval_every or 1
+        # The bar counts batches, which advance smoothly (an epoch of a GAN can take a minute).
+        per_epoch = len(self.train_x) // min(self.options.batch_size, len(self.train_x))
+        ctx.progress.set_total(epochs * per_epoch, unit="batch", initial=self.batches_seen)
         while self.step < epochs and not ctx.stop_requested:
             started, cpu_started = time.perf_counter(), time.process_time()
             finished = self.train_epoch()
@@ -214,7 +217,9 @@ class GenerativeModel:
             if self.step % eval_every == 0 or self.step == epochs:
                 shown = self.validate_and_log()
             ctx.maybe_checkpoint(self, self.step, last)
-            ctx.progress.update(self.step, **shown)
+            if self.best_metric in shown:
+                ctx.progress.update(self.batches_seen, epoch=self.step,
+                                    **{f"val_{self.best_metric}": float(shown[self.best_metric])})
         self._flush_train_row()
         if self.step >= epochs and self.tested_at != self.step and not ctx.stop_requested:
             self.evaluate()
@@ -242,6 +247,7 @@ class GenerativeModel:
             self._position += batch_size
             self.batches_seen += 1
             self._accumulate(losses)
+            self.ctx.progress.update(self.batches_seen)
         self._order = None
         return True
 
@@ -262,6 +268,9 @@ class GenerativeModel:
             return
         row = {f"train/{key}": _mean(values) for key, values in self._losses.items()}
         self.ctx.tracker.log(row, step=self.batches_seen)
+        self.ctx.progress.update(self.batches_seen, **{key.removeprefix("train/"): value
+                                                       for key, value in row.items()
+                                                       if "loss" in key})
         self._losses, self._count = {}, 0
 
     def validate_and_log(self) -> dict[str, float]:
