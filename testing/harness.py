@@ -82,11 +82,18 @@ class _StopTrigger:
     def __init__(self) -> None:
         self.armed = False
         self.fired_at: dict[str, Any] | None = None
+        self.outside: Any = None  # the SIGTERM handler before the run (never signal that one)
+
+    def arm(self) -> None:
+        self.armed = True
+        self.outside = signal.getsignal(signal.SIGTERM)
 
     def attach(self, ctx: Any) -> None:
         log, update = ctx.tracker.log, ctx.progress.update
 
         def fire(axes: Mapping[str, Any]) -> None:
+            if signal.getsignal(signal.SIGTERM) is self.outside:
+                return  # outside fit (the runner's handler is not installed): not now
             if self.armed and any(isinstance(v, (int, float)) and v > 0 for v in axes.values()):
                 self.armed = False
                 self.fired_at = dict(axes)
@@ -230,7 +237,7 @@ class Subject:
             if threading.current_thread() is not threading.main_thread():
                 raise CheckFailure("the SIGTERM check must run in the main thread (the "
                                    "runner's signal handler is installed only there)")
-            self._trigger.armed = True
+            self._trigger.arm()
             try:
                 with self.quiet():
                     self._runs["stopped"] = runner.train(self.config(), host=self._kit_host(),
