@@ -305,12 +305,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.experiment:
         raise ForgelabError("which experiment? `forgelab run EXPERIMENT [key=value ...]`",
                             hint="`forgelab list experiments` shows the ones in experiments/")
-    config = load_experiment(args.experiment, args.overrides)
+    from forgelab.core.wandb_agent import agent_overrides, requeued_run
+
+    config = load_experiment(args.experiment, agent_overrides(args.overrides))
     prepared = runner.prepare(config, host)
     if args.dry_run:
         print(dump_yaml(prepared.resolved_config()), end="")
         return 0
-    run_dir = runner.train(config, host=host, show_progress=not args.no_progress)
+    requeued = requeued_run(config)  # a W&B agent requeued a preempted run: continue it
+    run_dir = (runner.resume(requeued, host=host, show_progress=not args.no_progress)
+               if requeued else runner.train(config, host=host, show_progress=not args.no_progress))
     print(f"run directory: {run_dir}")
     return runner.exit_status(run_dir)
 

@@ -11,6 +11,8 @@ directory (shared storage).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -62,6 +64,35 @@ def init_overrides(init_kwargs: dict[str, Any]) -> dict[str, Any]:
     if env is None:
         return init_kwargs
     return {**init_kwargs, **{k: env[k] for k in ("project", "entity") if env[k]}}
+
+
+def agent_overrides(overrides: list[str]) -> list[str]:
+    """Under an agent, group the run with the other seeds of its configuration: ``tracking.group
+    = sweep-<sweep id>-<hash of the overrides other than seed>`` (unless one is given)."""
+    env = agent_env()
+    keys = [o.partition("=")[0].strip() for o in overrides]
+    if env is None or "tracking.group" in keys:
+        return list(overrides)
+    config = sorted(o for o, k in zip(overrides, keys, strict=True) if k != "seed")
+    digest = hashlib.sha1("\n".join(config).encode()).hexdigest()[:6]
+    return [*overrides, f"tracking.group=sweep-{env['sweep_id']}-{digest}"]
+
+
+def requeued_run(config: Any) -> Path | None:
+    """The run directory of this agent run id when W&B requeued a preempted run, so it
+    continues from its checkpoint (found only where the run directories are shared)."""
+    env = agent_env()
+    if env is None or not _ID_RE.match(env["run_id"]):
+        return None
+    root = Path(config.output_dir) / config.name
+    for run_dir in sorted(root.glob(f"*-{env['run_id']}"), reverse=True):
+        try:
+            status = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["status"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if status != "finished" and (run_dir / "checkpoints" / "latest").is_file():
+            return run_dir
+    return None
 
 
 # ------------------------------------------------------------------------- export

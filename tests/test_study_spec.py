@@ -162,3 +162,17 @@ def test_launchers_are_plugins() -> None:
     found = available_launchers(PluginHost().load_entry_points())
     assert {"local", "ray"} <= set(found)
     assert found["local"].plugin == "launchers"  # the built-in plugin, through the same hook
+
+
+def test_under_a_wandb_agent_the_group_is_the_sweep_and_the_configuration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgelab.core.wandb_agent import agent_overrides
+
+    assert agent_overrides(["seed=1", "agent.gamma=0.9"]) == ["seed=1", "agent.gamma=0.9"]
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sw9")
+    groups = [agent_overrides(o)[-1] for o in (["seed=1", "agent.gamma=0.9"],
+                                               ["agent.gamma=0.9", "seed=4"],
+                                               ["agent.gamma=0.99", "seed=1"])]
+    assert groups[0] == groups[1] != groups[2]  # seeds share a group, configurations do not
+    assert groups[0].startswith("tracking.group=sweep-sw9-")
+    assert agent_overrides(["tracking.group=mine"]) == ["tracking.group=mine"]

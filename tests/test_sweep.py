@@ -151,14 +151,14 @@ def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
         assert max(steps) >= 60000
 
 
-def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_asks_for_a_requeue() -> None:
+def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_is_requeued() -> None:
     # The environment `wandb agent` gives the command of a sweep (offline: no server here).
     env = {**user_env(), "WANDB_MODE": "offline", "WANDB_SWEEP_ID": "swp123",
            "WANDB_RUN_ID": "agentrun7", "WANDB_PROJECT": "sweep-project"}
-    proc = subprocess.Popen([forgelab_exe(), "run", "cartpole-random", "seed=3",
-                             "train.total_steps=1000000", "train.video_every=null",
-                             "--no-progress"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    command = [forgelab_exe(), "run", "cartpole-random", "seed=3", "train.total_steps=60000",
+               "train.video_every=null", "train.eval_every=null", "--no-progress"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     wait_for(lambda: _progress(Path("runs")) > 0, "the run to log")
     run_dirs = list(Path("runs/cartpole-random").glob("*"))
     assert [p.name.endswith("-agentrun7") for p in run_dirs] == [True]
@@ -172,4 +172,14 @@ def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_asks_for_a_requeue(
     run = wandb_of_type(records, "run")[0]
     assert (run["run_id"], run["project"], run["sweep_id"]) == (
         "agentrun7", "sweep-project", "swp123")
+    assert run["run_group"].startswith("sweep-swp123-")  # the configuration's seeds together
     assert wandb_of_type(records, "preempting"), "the agent would not requeue the run"
+
+    # The agent requeues it with the same run id: the run continues from its checkpoint.
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert list(Path("runs/cartpole-random").glob("*")) == run_dirs
+    info = run_info(run_dirs[0])
+    assert (info["run_id"], info["status"]) == ("agentrun7", "finished")
+    steps = [row["global_step"] for row in read_metrics(run_dirs[0]) if "global_step" in row]
+    assert max(steps) >= 60000
