@@ -196,6 +196,8 @@ def experiment_dirs() -> list[Path]:
     dirs = [Path.cwd() / "experiments"]
     if os.environ.get(EXPERIMENTS_ENV):
         dirs.insert(0, Path(os.environ[EXPERIMENTS_ENV]))
+    # forgelab's own files: experiments/ beside core/ in a checkout, and the package data
+    # forgelab/experiments/ beside forgelab/core/ in an installed wheel (the same relative path).
     repo_experiments = Path(__file__).resolve().parent.parent / "experiments"
     if repo_experiments not in dirs:
         dirs.append(repo_experiments)
