@@ -277,6 +277,8 @@ class LocalLauncher:
                     if job is not None:
                         tries[trial.id] = tries.get(trial.id, 0) + 1
                         running[job.proc.pid] = job
+                        if stop:  # the signal came while this one was starting
+                            job.forward(stop[-1])
                 if not running:
                     break
                 pid, status = os.waitpid(-1, 0)  # any child; a signal handler runs meanwhile

@@ -161,6 +161,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
     trials = _merge(spec, make_trials(spec, old), old)
     wanted = {t.id for t in make_trials(spec, old)}
     threads, tags, device = _validate(spec, [t for t in trials if t.id in wanted], host)
+    launcher = get_launcher(host, spec.launcher)  # an unknown name fails before side effects
     if args.export == "wandb":
         from forgelab.core.wandb_agent import write_sweep_file
 
@@ -198,7 +199,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
                         env={"OMP_NUM_THREADS": str(threads)})
     started = time.monotonic()
     try:
-        stopped = get_launcher(host, spec.launcher).launch(ctx)
+        stopped = launcher.launch(ctx) if todo else None
     finally:
         save_study(spec, trials, command)
         lock.close()
