@@ -60,6 +60,19 @@ ZOO: dict[str, dict[str, Any]] = {
                 "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0, "clip_range": "lin_0.2"},
     },
 }
+# Rows beside RL Zoo's settings (``agent``: which agent both frameworks train):
+# * ppo-vec: PPO as above on gymnasium's native CartPole batch env (env.vectorization: vector);
+#   SB3 has no such env, so its side is the same DummyVecEnv run as the ppo row.
+# * dqn-sparse: DQN with one gradient step every 10 env steps (train_freq 10), a setting where
+#   acting, buffer writes and bookkeeping rather than the gradient step take most of the time.
+ZOO["ppo-vec"] = {**ZOO["ppo"], "agent": "ppo", "env": {"vectorization": "vector"}}
+ZOO["dqn-sparse"] = {
+    **ZOO["dqn"], "agent": "dqn",
+    "forgelab": {**ZOO["dqn"]["forgelab"], "train_freq": 10, "gradient_steps": 1,
+                 "target_update_interval": 250},
+    "sb3": {**ZOO["dqn"]["sb3"], "train_freq": 10, "gradient_steps": 1,
+            "target_update_interval": 250},
+}
 ENV_ID = "CartPole-v1"
 EVAL_SEED_OFFSET = 100_000  # forgelab's RunContext.eval_seed
 
@@ -135,8 +148,10 @@ def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) 
     zoo = ZOO[algo]
     total = min(zoo["total_steps"], args.max_steps or zoo["total_steps"])
     config = validate_experiment({
-        "name": f"bench-{algo}", "agent": algo, "agent_options": dict(zoo["forgelab"]),
-        "env": {"id": ENV_ID, "num_envs": zoo["n_envs"]}, "seed": seed, "device": args.device,
+        "name": f"bench-{algo}", "agent": zoo.get("agent", algo),
+        "agent_options": dict(zoo["forgelab"]),
+        "env": {"id": ENV_ID, "num_envs": zoo["n_envs"], **zoo.get("env", {})}, "seed": seed,
+        "device": args.device,
         "train": {"total_steps": total, "eval_every": args.eval_every, "eval_episodes": 10,
                   "log_every": max(total, 1)},
         "tracking": {"mode": "disabled", "log_checkpoints": False},
@@ -260,7 +275,7 @@ def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Re
     torch.set_flush_denormal(args.sb3_flush_denormal)
     clock.start()
     env = make_vec_env(ENV_ID, n_envs=zoo["n_envs"], seed=seed)
-    cls = {"dqn": DQN, "ppo": PPO}[algo]
+    cls = {"dqn": DQN, "ppo": PPO}[zoo.get("agent", algo)]
     model = cls("MlpPolicy", env, seed=seed, device=args.device, verbose=0,
                 tensorboard_log=None, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))  # no $TMPDIR/SB3-* folder
@@ -291,10 +306,12 @@ def summarize(results: list[Result], threshold: float) -> str:
     CPU seconds (process time) are shown beside wall seconds: on a shared machine they are the
     steadier measure of the same work (both frameworks run single-threaded by default).
     """
+    w = max([5, *(len(r.algo) for r in results)])  # width of the algo column
     lines = [f"CartPole-v1, threshold {threshold:g} (deterministic 10-episode evaluation mean); "
              "medians over seeds, evaluation time excluded",
-             f"{'algo':<5} {'framework':<9} {'reached':>7} {'steps to thr':>13} "
+             f"{'algo':<{w}} {'framework':<9} {'reached':>7} {'steps to thr':>13} "
              f"{'wall s to thr':>14} {'cpu s to thr':>13} {'train SPS':>10}"]
+    forgelab_rows: dict[str, tuple[float, ...]] = {}
     for algo in dict.fromkeys(r.algo for r in results):
         medians: dict[str, tuple[float, ...]] = {}
         by_framework = {fw: [r for r in results if r.algo == algo and r.framework == fw]
@@ -311,13 +328,13 @@ def summarize(results: list[Result], threshold: float) -> str:
             row = (_median(_threshold_steps(runs)), median_of("threshold_seconds"),
                    median_of("threshold_cpu_seconds"), _median([r.sps for r in runs]))
             medians[framework] = row
-            lines.append(f"{algo:<5} {framework:<9} {reached:>3}/{len(runs):<3} "
+            lines.append(f"{algo:<{w}} {framework:<9} {reached:>3}/{len(runs):<3} "
                          f"{_fmt(row[0], 0):>13} {_fmt(row[1], 1):>14} {_fmt(row[2], 1):>13} "
                          f"{_fmt(row[3], 0):>10}")
         if len(medians) == 2:
             fl, sb = medians["forgelab"], medians["sb3"]
             ratios = [_ratio(a, b) for a, b in zip(fl, sb, strict=True)]
-            lines.append(f"{algo:<5} {'fl / sb3':<9} {'':>7} {ratios[0]:>13} {ratios[1]:>14} "
+            lines.append(f"{algo:<{w}} {'fl / sb3':<9} {'':>7} {ratios[0]:>13} {ratios[1]:>14} "
                          f"{ratios[2]:>13} {ratios[3]:>10}")
             for framework, runs in by_framework.items():  # the spread behind the medians
                 lines.append(f"      {framework} steps to thr per seed, sorted (k): "
@@ -329,6 +346,14 @@ def summarize(results: list[Result], threshold: float) -> str:
                 lines.append(f"      -> forgelab {algo} reaches {threshold:g} {sb[1] / fl[1]:.2f}x "
                              f"faster in wall time ({sb[2] / fl[2]:.2f}x in CPU time), at "
                              f"{ratios[3]} SB3's SPS")
+        if "forgelab" in medians:
+            forgelab_rows[algo] = medians["forgelab"]
+    for algo, row in forgelab_rows.items():  # a variant row beside its base (ppo-vec / ppo)
+        base = ZOO.get(algo, {}).get("agent")
+        if base in forgelab_rows:
+            ratios = [_ratio(a, b) for a, b in zip(row, forgelab_rows[base], strict=True)]
+            lines.append(f"forgelab {algo} / {base}: train SPS {ratios[3]}, steps to thr "
+                         f"{ratios[0]}, cpu s to thr {ratios[2]} (medians)")
     return "\n".join(lines)
 
 

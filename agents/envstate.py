@@ -265,9 +265,13 @@ def snapshot_env(envs: gym.vector.VectorEnv | gym.Env) -> dict[str, Any]:
     elif isinstance(base, gym.vector.AsyncVectorEnv):
         subs = _async_copies(base)
         kind = "async"
+    elif isinstance(base, gym.vector.VectorEnv):
+        # A native batch env (env.vectorization: vector): its state is its own arrays and
+        # generator, captured with the vector layers; it has no sub-envs.
+        subs = []
+        kind = "native"
     else:
-        raise TypeError(f"cannot snapshot {type(base).__name__}: expected a SyncVectorEnv or "
-                        "AsyncVectorEnv")
+        raise TypeError(f"cannot snapshot {type(base).__name__}: expected a vector env")
     state = {
         "format": FORMAT,
         "kind": kind,
@@ -298,11 +302,13 @@ def restore_env(envs: gym.vector.VectorEnv | gym.Env, state: dict[str, Any]) -> 
     if classes != list(state["vector"]["classes"]):
         raise ValueError(f"the vector env changed since the snapshot: "
                          f"{state['vector']['classes']} -> {classes}")
-    if base.num_envs != len(state["envs"]):
+    if state["kind"] != "native" and base.num_envs != len(state["envs"]):
         raise ValueError(f"the snapshot has {len(state['envs'])} envs, this vector env has "
                          f"{base.num_envs}")
     for layer, layer_state, name in zip(chain, state["vector"]["layers"], classes, strict=True):
         _restore_attrs(vars(layer), layer_state, name)
+    if state["kind"] == "native":
+        return
     if state["kind"] == "sync":
         for i, (env, env_state) in enumerate(zip(base.envs, state["envs"], strict=True)):
             _restore_single(env, env_state, f"envs[{i}]")

@@ -62,7 +62,9 @@ class EnvSpec(StrictModel):
     # Bounded: 100000 sync copies took minutes to build before the first step (and async
     # copies are processes).
     num_envs: int = Field(1, ge=1, le=4096, description="parallel copies in the vector env")
-    vectorization: Literal["sync", "async"] = "sync"
+    vectorization: Literal["sync", "async", "vector"] = Field(
+        "sync", description="sync/async: num_envs copies of the env; vector: gymnasium's native "
+        "batch env (e.g. CartPole), SAME_STEP autoreset, no per-env wrappers")
     max_episode_steps: PositiveInt | None = Field(None, description="override the time limit")
     wrappers: list[WrapperSpec] = Field(default_factory=list)
 
