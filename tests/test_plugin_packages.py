@@ -108,3 +108,17 @@ def test_a_plugin_name_already_taken_is_reported_not_dropped(tmp_path: Path) -> 
     clash = plugins["agents@forgelab-clash"]
     assert clash["status"] == "failed"
     assert "'agents'" in clash["error"] and "forgelab" in clash["error"]
+
+
+def test_installed_plugin_passes_the_conformance_kit_from_the_cli(site: Path) -> None:
+    env = {"PYTHONPATH": str(site), "FORGELAB_DISABLE_PLUGINS": "broken"}
+    result = forgelab_cli("plugins", "--check", "--json", env=env)  # every third-party plugin
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {(r["component"], r["check"]): r["status"] for r in json.loads(result.stdout)}
+    assert checks[("constant", "check_sigterm_resume")] == "passed"
+    assert checks[("constant", "check_checkpoint_round_trip")] == "passed"
+    assert set(checks.values()) == {"passed"} and len(checks) == 8
+    # With the broken plugin enabled, checking every plugin fails and says why.
+    failing = forgelab_cli("plugins", "--check", env={"PYTHONPATH": str(site)})
+    assert failing.returncode == 1
+    assert "FAIL  plugin 'broken' (forgelab-broken) did not load" in failing.stderr
