@@ -70,6 +70,17 @@ def forgelab(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def rows_in(run: Path) -> int:
+    """Complete rows in metrics.jsonl so far (read while another process writes it)."""
+    path = run / "metrics.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def logged(run: Path, key: str) -> bool:
+    path = run / "metrics.jsonl"
+    return path.exists() and f'"{key}"'.encode() in path.read_bytes()
+
+
 def state_of(run: Path, which: str = "latest") -> dict:
     name = (run / "checkpoints" / which).read_text().strip()
     return torch.load(run / "checkpoints" / name / "state.pt", weights_only=True)
@@ -107,7 +118,7 @@ def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
     try:
         wait_for(lambda: list(tmp_path.glob("runs/*/*/checkpoints/latest")), proc)
         run = run_dir_of(tmp_path)
-        wait_for(lambda: len(read_metrics(run)) > state_of(run)["log_rows"] + 2, proc)
+        wait_for(lambda: rows_in(run) > state_of(run)["log_rows"] + 2, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -122,7 +133,7 @@ def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert f"in use by process {first.pid}" in error_line(second.stderr)
-        wait_for(lambda: len(read_metrics(run)) > state_of(run)["log_rows"] + 2, first)
+        wait_for(lambda: rows_in(run) > state_of(run)["log_rows"] + 2, first)
         first.send_signal(signal.SIGKILL)  # 3. killed again, mid-run
         first.wait(timeout=60)
     finally:
@@ -159,6 +170,25 @@ def test_sigterm_while_a_run_starts_leaves_no_run_marked_running(tmp_path: Path)
     assert "Traceback" not in err
     for info in tmp_path.glob("runs/*/*/run.json"):  # a run that had started is marked stopped
         assert json.loads(info.read_text())["status"] == "interrupted"
+
+
+def test_sigterm_during_a_long_evaluation_stops_it(tmp_path: Path) -> None:
+    # A million evaluation episodes after the first update: without the stop check in the
+    # rollout loop this would run for hours; SIGTERM ends it and the run stops cleanly.
+    proc = start("run", "cartpole-ppo", *PPO, "train.eval_every=128",
+                 "train.eval_episodes=1000000", "train.total_steps=100000", "--no-progress",
+                 cwd=tmp_path)
+    try:
+        wait_for(lambda: any(logged(run, "train/policy_loss")
+                             for run in tmp_path.glob("runs/*/*")), proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    run = run_dir_of(tmp_path)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert not any("eval/return_mean" in row for row in read_metrics(run))  # no partial eval
 
 
 def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_path: Path,
