@@ -157,6 +157,12 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
             if old_spec.experiment != spec.experiment:
                 raise ConfigError(f"study {spec.name!r} already exists for "
                                   f"{old_spec.experiment}", hint="choose another --name")
+            if old_spec.fixed != spec.fixed:  # its finished trials ran with other settings
+                changed = sorted(k for k in {**old_spec.fixed, **spec.fixed}
+                                 if old_spec.fixed.get(k, "-") != spec.fixed.get(k, "-"))
+                raise ConfigError(f"study {spec.name!r} was run with other fixed overrides "
+                                  f"({', '.join(changed)})", hint="choose another --name; "
+                                  "axes and seeds may change, adding trials to the study")
     _apply_flags(spec, args)
     trials = _merge(spec, make_trials(spec, old), old)
     wanted = {t.id for t in make_trials(spec, old)}

@@ -176,3 +176,17 @@ def test_under_a_wandb_agent_the_group_is_the_sweep_and_the_configuration(
     assert groups[0] == groups[1] != groups[2]  # seeds share a group, configurations do not
     assert groups[0].startswith("tracking.group=sweep-sw9-")
     assert agent_overrides(["tracking.group=mine"]) == ["tracking.group=mine"]
+
+
+def test_a_study_refuses_other_fixed_overrides_under_its_name() -> None:
+    import argparse
+
+    from forgelab.core.study import save_study
+    from forgelab.core.sweep import run_sweep
+
+    spec = spec_from_items("cartpole-random", ["train.total_steps=600", "seed=0:2"], name="s")
+    save_study(spec, make_trials(spec))
+    args = argparse.Namespace(target="cartpole-random", items=["train.total_steps=900",
+                              "seed=0:3"], name="s", resume=None, dry_run=True, export=None)
+    with pytest.raises(ConfigError, match=r"other fixed overrides \(train.total_steps\)"):
+        run_sweep(args, host=None)
