@@ -21,7 +21,8 @@ EPILOG = """examples:
   forgelab run cartpole-dqn seed=3 agent.learning_rate=1e-3 train.total_steps=20000
   forgelab run cartpole-dqn --dry-run            print the resolved, validated config
   forgelab run --resume runs/cartpole-dqn/20261121-120000-ab12cd34
-  forgelab eval runs/cartpole-dqn/20261121-120000-ab12cd34
+  forgelab eval runs/cartpole-dqn/20261121-120000-ab12cd34 --episodes 100 --video 3
+  forgelab watch runs/cartpole-dqn/20261121-120000-ab12cd34   a window, or an MP4 headless
   forgelab list agents                           components with their options
   forgelab plugins                               installed plugins and their status
 """

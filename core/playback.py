@@ -177,19 +177,35 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def window_opens() -> bool:
+    """Whether SDL (pygame) really reaches a screen: with a stale ``DISPLAY`` it falls back to
+    its offscreen driver silently, and a person would see nothing."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import pygame
+
+        pygame.display.init()
+        driver = pygame.display.get_driver()
+        pygame.display.quit()
+    except Exception:  # no pygame, or SDL cannot start a video driver at all
+        return False
+    return driver not in ("dummy", "offscreen")
+
+
 def watch(run_dir: Path, which: str = "best", episodes: int = 1, stochastic: bool = False,
           out: Path | None = None, window: bool | None = None,
           host: PluginHost | None = None) -> tuple[list[float], Path | None]:
     """Play a trained agent for a person to see; returns (episode returns, video path or None).
 
-    :param window: render in a window (default: when :func:`has_display`); otherwise frames go
-        to ``out`` (default ``<run>/videos/watch-<checkpoint>-<time>.mp4``).
+    :param window: render in a window (default: when :func:`has_display` and
+        :func:`window_opens`); otherwise frames go to ``out`` (default
+        ``<run>/videos/watch-<checkpoint>-<time>.mp4``).
     """
     from forgelab.core.loading import load
 
     if episodes < 1:
         raise ForgelabError(f"--episodes must be at least 1 (got {episodes})")
-    window = has_display() if window is None else window
+    window = (has_display() and window_opens()) if window is None else window
     if not window:
         os.environ["SDL_VIDEODRIVER"] = "dummy"  # pygame must not look for a screen
     policy = load(run_dir, checkpoint=which, host=host)
@@ -198,14 +214,27 @@ def watch(run_dir: Path, which: str = "best", episodes: int = 1, stochastic: boo
         raise ForgelabError(f"{run_dir} trained the model {policy.config.model!r}; there is "
                             "nothing to watch", hint="`forgelab sample RUN` draws its samples")
     seed = policy.config.seed + 100_000  # the evaluation seeds (ctx.eval_seed)
-    try:
-        env = policy.make_env(render_mode="human" if window else "rgb_array")
+
+    def episodes_in(mode: str) -> tuple[Episodes, int]:
+        env = policy.make_env(render_mode=mode)
         try:
             result = play(env, lambda obs: policy.predict(obs, deterministic=not stochastic),
-                          episodes, seed=seed, record=0 if window else episodes)
-            fps = int(env.metadata.get("render_fps", 30) or 30)
+                          episodes, seed=seed, record=0 if mode == "human" else episodes)
+            return result, int(env.metadata.get("render_fps", 30) or 30)
         finally:
             env.close()
+
+    try:
+        try:
+            result, fps = episodes_in("human" if window else "rgb_array")
+        except Exception as exc:
+            if not window or not type(exc).__module__.startswith("pygame"):
+                raise
+            # A display that cannot be opened (a stale DISPLAY, no X server): record instead.
+            print(f"warning: no window ({exc}); writing a video instead", file=sys.stderr)
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+            window = False
+            result, fps = episodes_in("rgb_array")
     finally:
         policy.close()
     if window:

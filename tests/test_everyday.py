@@ -187,14 +187,20 @@ def test_watch_without_a_display_writes_a_video_and_says_where(
     from forgelab.core.playback import has_display
 
     run_dir = run_experiment("cartpole-random", *RANDOM_SHORT)
+    # A DISPLAY without a screen behind it (SDL would fall back to offscreen): a video.
     result = forgelab_cli("watch", str(run_dir), "--episodes", "2",
-                          env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+                          env={"DISPLAY": ":97", "SDL_VIDEODRIVER": ""})
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip().splitlines()[-1].split(" to ", 1)[1])
     assert path.is_file() and path.parent == run_dir / "videos"
     returns = [float(r) for r in result.stdout.splitlines()[0].split(": ")[1].split(", ")]
     frames = imageio.get_reader(path).count_frames()
     assert frames == sum(int(r) for r in returns) + 2  # CartPole: return = length; + reset frames
+    # With a display it renders to a window (SDL's dummy driver stands in for a screen here).
+    from forgelab.core import playback
+
+    returns, video = playback.watch(run_dir, episodes=1, window=True)
+    assert len(returns) == 1 and video is None
     assert has_display() is False  # SDL_VIDEODRIVER=dummy, as in the test session
     monkeypatch.delenv("SDL_VIDEODRIVER")
     monkeypatch.setenv("DISPLAY", ":0")
