@@ -153,6 +153,13 @@ def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
     assert len(folders) == 3
     sync = [line for line in third.stderr.splitlines() if "wandb sync" in line][-1]
     assert sync.split("wandb sync ", 1)[1].split() == [str(p) for p in folders]
+    # ... and this wandb takes them all in that order (files of one run sync one after another)
+    dry = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", "--dry-run",
+                          *sync.split("wandb sync ", 1)[1].split()], cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    listed = [line.split()[-1] for line in dry.stderr.splitlines() + dry.stdout.splitlines()
+              if line.strip().endswith(".wandb")]
+    assert [(tmp_path / p).parent.resolve() for p in listed] == [f.resolve() for f in folders]
 
 
 def test_sigterm_while_a_run_starts_leaves_no_run_marked_running(tmp_path: Path) -> None:
