@@ -220,6 +220,78 @@ def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_
     assert state_of(run)["step"] >= 512
 
 
+_SLOW_SAVER = """
+import os
+import time
+from pathlib import Path
+
+from forgelab.agents.random_agent import RandomAgent
+from forgelab.core import hookimpl
+
+
+class SlowSaver(RandomAgent):
+    \"\"\"The random agent with a file of its own in each checkpoint; with BLOCK_SECOND_SAVE set,
+    the second save stops inside CheckpointManager.save (folder half-written) until killed.\"\"\"
+
+    saves = 0
+
+    def save_files(self, directory):
+        SlowSaver.saves += 1
+        (Path(directory) / "extra.bin").write_bytes(b"x" * 1000)
+        if SlowSaver.saves == 2 and os.environ.get("BLOCK_SECOND_SAVE"):
+            (Path(directory) / "WAITING").write_text(str(os.getpid()))
+            time.sleep(3600)  # not timing anything: waits for the test's SIGKILL
+
+    def load_files(self, directory):
+        assert (Path(directory) / "extra.bin").is_file()
+
+
+@hookimpl
+def register_agents(register):
+    register("slowsave", "slowsaver:SlowSaver",
+             config="forgelab.agents.random_agent:RandomAgentConfig")
+"""
+
+
+def plugin_site(tmp_path: Path, name: str, source: str) -> Path:
+    """A real installed plugin: a module and a dist-info with a forgelab entry point, found
+    through PYTHONPATH by importlib.metadata as pip-installed ones are."""
+    site = tmp_path / "site"
+    (site / f"{name}-0.1.dist-info").mkdir(parents=True)
+    (site / f"{name}.py").write_text(source)
+    (site / f"{name}-0.1.dist-info" / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (site / f"{name}-0.1.dist-info" / "entry_points.txt").write_text(
+        f"[forgelab]\n{name} = {name}\n")
+    return site
+
+
+def test_sigkill_inside_a_save_then_resume(tmp_path: Path) -> None:
+    site = plugin_site(tmp_path, "slowsaver", _SLOW_SAVER)
+    args = ["cartpole-random", "agent=slowsave", "train.checkpoint_every=100",
+            "train.eval_every=null", "train.video_every=null", "tracking.mode=disabled",
+            "--no-progress"]
+    env = _env(PYTHONPATH=str(site), WANDB_MODE="disabled")
+    proc = subprocess.Popen([EXE, "run", *args, "train.total_steps=100000"], cwd=tmp_path,
+                            env={**env, "BLOCK_SECOND_SAVE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: list(tmp_path.glob("runs/*/*/checkpoints/.tmp-*/WAITING")), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    run = run_dir_of(tmp_path)
+    assert state_of(run)["step"] == 100 and list(run.glob("checkpoints/.tmp-*"))
+    result = subprocess.run([EXE, "run", "--resume", str(run), "train.total_steps=300",
+                             "--no-progress"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "removed the unfinished checkpoint folder .tmp-" in result.stderr
+    assert not list(run.glob("checkpoints/.tmp-*"))
+    assert state_of(run)["step"] == 300
+
+
 # ------------------------------------------------------------------------- disk faults
 def _limit_file_size() -> None:
     # A write past 256 KB fails with EFBIG at the filesystem layer (the DQN replay buffer
@@ -391,13 +463,7 @@ def test_run_names_are_checked_before_anything_is_created(tmp_path: Path, capsys
 
 
 def test_a_plugin_calling_sys_exit_at_import_is_contained(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    (site / "exitplug-0.1.dist-info").mkdir(parents=True)
-    (site / "exitplug.py").write_text("import sys\nsys.exit(3)\n")
-    (site / "exitplug-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: exitplug\nVersion: 0.1\n")
-    (site / "exitplug-0.1.dist-info" / "entry_points.txt").write_text(
-        "[forgelab]\nexitplug = exitplug\n")
+    site = plugin_site(tmp_path, "exitplug", "import sys\nsys.exit(3)\n")
     result = subprocess.run([EXE, "plugins"], cwd=tmp_path, capture_output=True, text=True,
                             env={**_env(), "PYTHONPATH": str(site)}, timeout=120)
     assert result.returncode == 0, result.stderr
