@@ -61,7 +61,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "normal")
 FINISHED, FAILED, INTERRUPTED, PENDING, RUNNING = (
     "finished", "failed", "interrupted", "pending", "running")
 SWEEP_KEYS = {"experiment", "name", "overrides", "grid", "random", "seeds", "launcher",
-              "workers", "retries", "output_dir", "address", "gpus_per_trial"}
+              "workers", "retries", "output_dir", "address", "gpus_per_trial", "search"}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -226,6 +226,7 @@ class StudySpec:
     gpus_per_trial: float | None = None
     axes: dict[str, Any] = field(default_factory=dict)  # as written, for --export wandb
     random: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None  # --search optuna: trials, metric, direction, seed
 
     @property
     def study_dir(self) -> Path:
@@ -340,7 +341,7 @@ def spec_from_items(target: str, items: list[str], name: str | None = None) -> S
                      workers=data.get("workers"), retries=int(data.get("retries", 0)),
                      output_dir=output_dir, address=data.get("address"),
                      gpus_per_trial=data.get("gpus_per_trial"), axes=axes,
-                     random=random_spec)
+                     random=random_spec, search=data.get("search"))
 
 
 def make_trials(spec: StudySpec, existing: list[Trial] | None = None) -> list[Trial]:

@@ -59,6 +59,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--export", choices=["wandb"], help="write a W&B sweep file, run nothing")
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial (e.g. 0.5)")
+    p.add_argument("--search", choices=["optuna"], help="Bayesian search over the axes "
+                   "instead of the whole grid (pip install 'forgelab[optuna]')")
+    p.add_argument("--trials", type=int, help="--search: configurations to try (default 10)")
+    p.add_argument("--metric", help="--search: the objective (default eval/return_mean), the "
+                   "mean over seeds of its last value")
+    p.add_argument("--direction", choices=["maximize", "minimize"],
+                   help="--search: default maximize")
 
 
 def _apply_flags(spec: StudySpec, args: argparse.Namespace) -> None:
@@ -66,6 +73,15 @@ def _apply_flags(spec: StudySpec, args: argparse.Namespace) -> None:
         value = getattr(args, flag, None)
         if value is not None:
             setattr(spec, flag, value)
+    if getattr(args, "search", None) or spec.search:
+        search = {"method": "optuna", "trials": 10, "metric": "eval/return_mean",
+                  "direction": "maximize", "seed": 0, **(spec.search or {})}
+        for flag in ("trials", "metric", "direction"):
+            if getattr(args, flag, None) is not None:
+                search[flag] = getattr(args, flag)
+        if search["method"] != "optuna" or int(search["trials"]) < 1:
+            raise ConfigError(f"search: {search!r}: write {{method: optuna, trials: N}}")
+        spec.search = search
     if spec.workers is not None and spec.workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {spec.workers})")
     if spec.retries < 0:
@@ -164,9 +180,14 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
                                   f"({', '.join(changed)})", hint="choose another --name; "
                                   "axes and seeds may change, adding trials to the study")
     _apply_flags(spec, args)
-    trials = _merge(spec, make_trials(spec, old), old)
-    wanted = {t.id for t in make_trials(spec, old)}
-    threads, tags, device = _validate(spec, [t for t in trials if t.id in wanted], host)
+    if spec.search:  # Optuna picks the configurations; check the fixed part with one now
+        trials = list(old)
+        wanted = {t.id for t in old}
+        threads, tags, device = _validate(spec, make_trials(spec)[:1], host)
+    else:
+        trials = _merge(spec, make_trials(spec, old), old)
+        wanted = {t.id for t in make_trials(spec, old)}
+        threads, tags, device = _validate(spec, [t for t in trials if t.id in wanted], host)
     launcher = get_launcher(host, spec.launcher)  # an unknown name fails before side effects
     if args.export == "wandb":
         from forgelab.core.wandb_agent import write_sweep_file
@@ -176,12 +197,20 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
         return 0
     workers = spec.workers or default_workers(threads)
     if args.dry_run:
+        if spec.search:
+            from forgelab.core.optuna_search import search_space
+
+            print(f"study {spec.name}: Optuna search of {spec.search['trials']} configuration(s)"
+                  f" x {len(spec.seeds or [None])} seed(s), {spec.search['direction']} "
+                  f"{spec.search['metric']}\n  space: " + ", ".join(
+                      f"{k}={v}" for k, v in search_space(spec).items()))
+            return 0
         _print_trials(spec, [t for t in trials if t.id in wanted], workers)
         return 0
     lock = _lock(spec)
     command = ["forgelab", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
     todo = [t for t in trials if t.id in wanted and not t.done]
-    total, counter = len(todo), [0]
+    total, counter = (len(todo) if not spec.search else "?"), [0]
 
     def record(trial: Trial) -> None:
         save_study(spec, trials, command)
@@ -194,7 +223,9 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
                   f"{took}{extra}", flush=True)
 
     save_study(spec, trials, command)
-    print(f"study {spec.name}: {total} of {len(wanted)} trial(s) to run, launcher "
+    what = (f"Optuna search of {spec.search['trials']} configuration(s)" if spec.search else
+            f"{total} of {len(wanted)} trial(s) to run")
+    print(f"study {spec.name}: {what}, launcher "
           f"{spec.launcher}, {workers if spec.launcher == 'local' else spec.workers or 'auto'}"
           f" worker(s); record {spec.study_dir / STUDY_FILE}", flush=True)
     gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else (
@@ -205,7 +236,14 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
                         env={"OMP_NUM_THREADS": str(threads)})
     started = time.monotonic()
     try:
-        stopped = launcher.launch(ctx) if todo else None
+        if spec.search:
+            from forgelab.core.optuna_search import run_search
+
+            stopped = run_search(spec, trials, ctx, launcher,
+                                 lambda trial: _validate(spec, [trial], host))
+            wanted = {t.id for t in trials}
+        else:
+            stopped = launcher.launch(ctx) if todo else None
     finally:
         save_study(spec, trials, command)
         lock.close()

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import forgelab_cli, read_metrics, user_env, wandb_of_type, wandb_records
+import pytest
+from conftest import (
+    forgelab_cli,
+    last_metric,
+    read_metrics,
+    user_env,
+    wandb_of_type,
+    wandb_records,
+)
 
 # Short trials: a random agent on CartPole, no videos, a small evaluation.
 SHORT = ["train.total_steps=600", "train.video_every=null", "train.eval_episodes=2"]
@@ -183,3 +191,35 @@ def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_is_requeued() -> No
     assert (info["run_id"], info["status"]) == ("agentrun7", "finished")
     steps = [row["global_step"] for row in read_metrics(run_dirs[0]) if "global_step" in row]
     assert max(steps) >= 60000
+
+
+def test_optuna_search_requeues_the_trial_a_killed_sweep_left_running() -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    # What a killed sweep leaves: an Optuna trial RUNNING forever in the journal file.
+    Path("runs/opt").mkdir(parents=True)
+    storage = JournalStorage(JournalFileBackend("runs/opt/optuna.log"))
+    left = optuna.create_study(study_name="opt", storage=storage, direction="maximize")
+    left.ask({"env.num_envs": CategoricalDistribution(["1", "2"])})
+    stale = left.trials[0].params
+
+    result = forgelab_cli("sweep", "cartpole-random", "env.num_envs=1,2", "seed=0:2", *SHORT,
+                          "train.eval_every=300", "--search", "optuna", "--trials", "2",
+                          "--name", "opt", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="opt", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]  # failed, requeued, then one more
+    assert study.trials[1].params == stale  # the requeued configuration ran first
+    record = json.loads(Path("runs/opt/study.json").read_text())
+    assert record["spec"]["search"]["requeued"] == [0]
+    # the objective is the mean over the configuration's seeds, both of which ran
+    best = record["spec"]["search"]["best"]
+    seeds = [t for t in record["trials"] if t["config_id"] == best["config_id"]]
+    assert sorted(t["seed"] for t in seeds) == [0, 1]
+    assert all(t["status"] == "finished" for t in seeds)
+    values = [last_metric(Path(t["run_dir"]), "eval/return_mean") for t in seeds]
+    assert best["value"] == pytest.approx(sum(values) / 2)
