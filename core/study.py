@@ -32,6 +32,7 @@ A sweep file (YAML) says the same, plus random sampling::
     launcher: local                 # or ray
     workers: 2
     retries: 1
+    search: {method: optuna, trials: 20, metric: eval/return_mean}   # optional: Bayesian
 
 The study directory ``<output_dir>/<study>/`` holds ``study.json`` (every trial's overrides, seed,
 status, exit code, attempts, run directory and error) and one folder per trial, in which the
