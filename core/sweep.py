@@ -20,6 +20,7 @@ from forgelab.core.study import (
     StudySpec,
     Trial,
     format_value,
+    is_sweep_file,
     load_study,
     make_trials,
     save_study,
@@ -168,6 +169,8 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
                           "the syntax")
     else:
         spec = spec_from_items(args.target, list(args.items), name=args.name)
+        if getattr(args, "search", None) and not args.name and not is_sweep_file(args.target):
+            spec.name += "-optuna"  # never the directory of the same axes' grid
         if (spec.study_dir / STUDY_FILE).is_file():
             old_spec, old = load_study(spec.study_dir)
             if old_spec.experiment != spec.experiment:
