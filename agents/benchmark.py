@@ -63,15 +63,15 @@ ZOO: dict[str, dict[str, Any]] = {
 # Rows beside RL Zoo's settings (``agent``: which agent both frameworks train):
 # * ppo-vec: PPO as above on gymnasium's native CartPole batch env (env.vectorization: vector);
 #   SB3 has no such env, so its side is the same DummyVecEnv run as the ppo row.
-# * dqn-sparse: DQN with one gradient step every 10 env steps (train_freq 10), a setting where
-#   acting, buffer writes and bookkeeping rather than the gradient step take most of the time.
+# * dqn-sparse: DQN with one gradient step every 10 env steps (train_freq 10) and SB3's default
+#   [64, 64] network, a setting where acting, env steps and bookkeeping take much of the time.
 ZOO["ppo-vec"] = {**ZOO["ppo"], "agent": "ppo", "env": {"vectorization": "vector"}}
 ZOO["dqn-sparse"] = {
     **ZOO["dqn"], "agent": "dqn",
     "forgelab": {**ZOO["dqn"]["forgelab"], "train_freq": 10, "gradient_steps": 1,
-                 "target_update_interval": 250},
+                 "target_update_interval": 250, "net_arch": [64, 64]},
     "sb3": {**ZOO["dqn"]["sb3"], "train_freq": 10, "gradient_steps": 1,
-            "target_update_interval": 250},
+            "target_update_interval": 250, "policy_kwargs": {"net_arch": [64, 64]}},
 }
 ENV_ID = "CartPole-v1"
 EVAL_SEED_OFFSET = 100_000  # forgelab's RunContext.eval_seed
