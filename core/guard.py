@@ -102,7 +102,7 @@ def module_parameters(component: Any) -> dict[str, Any]:
     return found
 
 
-def check_state(component: Any, state: Any) -> None:
+def check_state(component: Any, state: Any, saving: bool = True) -> None:
     """Raise :class:`DivergenceError` when ``state`` (a component's state dict) or the
     component's module parameters hold a non-finite number."""
     bad = find_nonfinite(state)
@@ -114,15 +114,15 @@ def check_state(component: Any, state: Any) -> None:
     if bad is not None:
         step = getattr(component, "step", None)
         at = f" at step {step}" if step is not None else ""
-        raise DivergenceError(f"training diverged{at}: {bad} holds NaN or infinite values; "
-                              "not saved as a checkpoint")
+        raise DivergenceError(f"training diverged{at}: {bad} holds NaN or infinite values"
+                              + ("; not saved as a checkpoint" if saving else ""))
 
 
 def diverged_cause(component: Any) -> DivergenceError | None:
     """After ``fit`` raised: a :class:`DivergenceError` when the component's weights are no
     longer finite (the real cause of the failure), else None."""
     try:
-        check_state(component, component.state_dict())
+        check_state(component, component.state_dict(), saving=False)
     except DivergenceError as exc:
         return exc
     except Exception:
