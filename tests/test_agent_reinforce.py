@@ -21,6 +21,7 @@ def test_reinforce_learns_cartpole() -> None:
                              "train.video_every=null", "train.checkpoint_every=null")
     rows = read_metrics(run_dir)
     evals = [row["eval/return_mean"] for row in rows if "eval/return_mean" in row]
+    # seeds 0-9: best evaluation min 337, median 489; bound 195 (CartPole-v0's "solved")
     assert max(evals) >= 195, f"deterministic eval means over training: {evals}"
     best, _ = CheckpointManager(run_dir / "checkpoints").load("best")
     steps = [row["global_step"] for row in rows if "eval/return_mean" in row]
@@ -29,7 +30,8 @@ def test_reinforce_learns_cartpole() -> None:
     batches = [row["train/batch_episodes"] for row in rows if "train/batch_episodes" in row]
     assert batches and min(batches[:-1]) >= 8  # (the last one may be cut by the budget)
     returns = [row["train/episode_return"] for row in rows if "train/episode_return" in row]
-    assert sum(returns[-50:]) / 50 > 2 * sum(returns[:50]) / 50  # training returns grew too
+    # training returns grew too; seeds 0-9: last/first 50 episodes min 4.5x, median 5.8x
+    assert sum(returns[-50:]) / 50 > 2 * sum(returns[:50]) / 50
 
 
 class _StopMidCollection:

@@ -24,6 +24,7 @@ def test_autoencoder_beats_the_mean_image_by_a_wide_margin() -> None:
     run_dir = run_experiment("digits-ae", "train.epochs=15", "train.eval_every=5",
                              "train.checkpoint_every=null")
     result = summary(run_dir)
+    # seeds 0-9: test MSE / baseline min 0.257, median 0.279, max 0.318; bound 0.4
     assert result["test/mse"] < 0.4 * baseline, (result, baseline)
     val = [row["val/mse"] for row in read_metrics(run_dir) if "val/mse" in row]
     assert len(val) == 3 and val[-1] < val[0]
@@ -41,7 +42,9 @@ def test_vae_nll_beats_a_factorised_bernoulli_fitted_to_pixel_means() -> None:
     nll = result["test/nll_k100"]
     # the IWAE bound is at least as tight as the ELBO, and both beat the baseline clearly
     assert nll <= result["test/neg_elbo"] + 1e-6
-    assert nll < baseline - 2.5, (result, baseline)  # measured: 23.7 vs 27.0
+    # seeds 0-9 (benchmarks/learning_bounds.py --cases vae): baseline - NLL min 3.09, median
+    # 3.27; active units min 7 (median 11.5); KL min 3.03; digit classes drawn min 9
+    assert nll < baseline - 2.5, (result, baseline)
     assert result["test/active_units"] >= 3
     assert result["test/kl"] > 1.0  # the posterior did not collapse
     assert result["test/forgelab_digits_classes"] >= 6
@@ -52,7 +55,8 @@ def test_cvae_samples_follow_their_labels() -> None:
                              "model.nll_samples=10", "model.learning_rate=2e-3",
                              "train.checkpoint_every=null")
     result = summary(run_dir)
-    # chance is 0.1; a conditional decoder that ignored y would stay near it
+    # chance is 0.1; a conditional decoder that ignored y would stay near it.
+    # seeds 0-9: label accuracy min 0.999, 10 classes on every seed; bound 0.6
     assert result["test/forgelab_digits_label_accuracy"] > 0.6, result
     assert result["test/forgelab_digits_classes"] == 10
 

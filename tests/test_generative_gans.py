@@ -25,9 +25,12 @@ def test_gan_captures_the_ring_modes():
     run_dir = run_experiment("ring8-gan", *RING_BUDGET)
     rows = read_metrics(run_dir)
     # the VEEGAN / PacGAN metrics on 2,500 samples of the final generator
+    # seeds 0-9: 8 of 8 modes on every seed; bound 6
     assert last_metric(run_dir, "test/modes_captured") >= 6
-    # uniform noise over the ring's square scores ~1 %, the data itself 98.9 %
-    assert last_metric(run_dir, "test/high_quality_fraction") > 0.3
+    # uniform noise over the ring's square scores ~1 %, the data itself 98.9 %; at this short
+    # budget most samples still sit between modes. Seeds 0-9: min 0.258, median 0.306, max 0.348
+    # (seed 0: 0.297 on an AMD EPYC, above 0.3 on an Intel Xeon); bound 0.15
+    assert last_metric(run_dir, "test/high_quality_fraction") > 0.15
     evals = [row for row in rows if "eval/modes_captured" in row]
     assert [row["epoch"] for row in evals] == [4, 8, 12]
     losses = [row for row in rows if "train/d_loss" in row]

@@ -77,7 +77,9 @@ def test_frechet_distance_matches_the_gaussian_closed_form() -> None:
 
 def test_digits_score_ranks_real_images_above_noise_and_one_class() -> None:
     net, accuracy = digits_classifier()
-    assert accuracy > 0.9  # the scoring network is a competent digit classifier
+    # the scoring network is a competent digit classifier; its training is seeded with 0, and
+    # initialisation seeds 0-9 give test accuracy min 0.950, median 0.956; bound 0.9
+    assert accuracy > 0.9
     data = digits(DigitsConfig(), 0)
     real = digits_score(data.val.x)
     noise = digits_score(torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(0)))
