@@ -40,6 +40,7 @@ class RandomAgent:
         self.evaluator = PeriodicEvaluator(ctx, self)
         self.eval_space = self.envs.single_action_space
         self.eval_space.seed(ctx.eval_seed)
+        self.recent: list[float] = []  # returns of the last episodes, for the progress bar
         self._started = False  # envs reset and seeded; a resumed run continues mid-episode
 
     def _eval_policy(self, obs: np.ndarray) -> Any:
@@ -64,6 +65,8 @@ class RandomAgent:
             for episode_return, length in completed_episodes(infos):
                 ctx.tracker.log({"train/episode_return": episode_return,
                                  "train/episode_length": length}, global_step=self.step)
+                self.recent = (self.recent + [episode_return])[-20:]
+                ctx.progress.update(self.step, **{"return": float(np.mean(self.recent))})
             if self.step // train.log_every > last // train.log_every:
                 sps = (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9)
                 ctx.tracker.log({"perf/sps": sps}, global_step=self.step)
