@@ -42,6 +42,7 @@ class RandomAgent:
         self.eval_space.seed(ctx.eval_seed)
         self.recent: list[float] = []  # returns of the last episodes, for the progress bar
         self._started = False  # envs reset and seeded; a resumed run continues mid-episode
+        self._closed_envs: dict[str, Any] | None = None  # their last state, once fit closed them
 
     def _eval_policy(self, obs: np.ndarray) -> Any:
         return self.eval_space.sample()
@@ -75,7 +76,10 @@ class RandomAgent:
             ctx.progress.update(self.step)
         if self.step >= total and self.evaluator.evaluations == 0:
             self.evaluator.evaluate(self._eval_policy, self.step, video=True)
-        self.envs.close()  # async workers exit now rather than at interpreter shutdown
+        # Async workers exit now rather than at interpreter shutdown; the runner's final
+        # checkpoint still needs the envs' state, so it is taken before they close.
+        self._closed_envs = snapshot_env(self.envs) if self._started else None
+        self.envs.close()
         self.evaluator.close()
 
     def evaluate(self) -> dict[str, float]:
@@ -85,7 +89,8 @@ class RandomAgent:
         return {"step": self.step, "rng": self.rng.bit_generator.state,
                 "evaluator": self.evaluator.state_dict(),
                 # the envs mid-episode, with their spaces' RNGs: resume is exact
-                "envs": snapshot_env(self.envs) if self._started else None}
+                "envs": (self._closed_envs if self._closed_envs is not None
+                         else snapshot_env(self.envs) if self._started else None)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
