@@ -53,6 +53,9 @@ class PolicyConfig(BaseModel):
     log_std_init: float = Field(0.0, description="initial log-std of the Gaussian (Box actions)")
     normalize_obs: bool = Field(False, description="running mean/std observation normalisation")
     obs_clip: PositiveFloat = Field(10.0, description="clip normalised observations to ±obs_clip")
+    encoder: Literal["auto", "mlp", "nature", "minatar"] = Field(
+        "auto", description="observation encoder: auto (a CNN shared by actor and critic for "
+        "uint8/bool images: nature for 84x84 frames, minatar for small grids; else mlp)")
 
     #: option -> its anneal switch: ``learning_rate: lin_1e-3`` (RL Zoo's and the SB3 agents'
     #: syntax) means ``learning_rate: 1e-3, anneal_lr: true``
@@ -122,8 +125,14 @@ class ActorCritic(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden: Sequence[int],
-                 activation: str = "tanh", log_std_init: float = 0.0) -> None:
+                 activation: str = "tanh", log_std_init: float = 0.0,
+                 encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # Image observations: one convolutional encoder (agents/encoders.py) shared by the
+        # actor and the critic, as in the PPO Atari reference code; the MLPs take its features.
+        self.encoder = encoder
+        if encoder is not None:
+            obs_dim = encoder.out_features
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
         self.actor = MLP(obs_dim, out, hidden, activation, out_gain=0.01)
@@ -131,9 +140,14 @@ class ActorCritic(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((out,), float(log_std_init)))
 
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the actor and critic MLPs take: the observation itself, or the encoder's
+        features of an image."""
+        return obs if self.encoder is None else self.encoder(obs)
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s), shape (B,)."""
-        return self.critic(obs).squeeze(-1)
+        return self.critic(self.features(obs)).squeeze(-1)
 
     @torch.no_grad()
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
@@ -142,7 +156,7 @@ class ActorCritic(nn.Module):
         Categorical sampling inverts the CDF with one uniform per row, which is several times
         cheaper per call than ``torch.multinomial`` or a ``Categorical`` object.
         """
-        out = self.actor(obs)
+        out = self.actor(self.features(obs))
         if self.discrete:
             cdf = torch.softmax(out, dim=-1).cumsum(dim=-1)
             u = torch.rand(cdf.shape[0], 1, device=cdf.device)
@@ -152,13 +166,14 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action: argmax of the logits, or the Gaussian mean."""
-        out = self.actor(obs)
+        out = self.actor(self.features(obs))
         return out.argmax(dim=-1) if self.discrete else out
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, entropy: bool = True
                          ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """log π(a|s), entropy H[π(·|s)] (None unless ``entropy``) and V(s), each of shape (B,)."""
-        out = self.actor(obs)
+        features = self.features(obs)  # the encoder runs once for actor and critic
+        out = self.actor(features)
         h = None
         if self.discrete:
             logp_all = torch.log_softmax(out, dim=-1)
@@ -172,7 +187,7 @@ class ActorCritic(nn.Module):
             logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
             if entropy:
                 h = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)  # H = Σ (½ + ½ log 2π + log σ)
-        return logp, h, self.value(obs)
+        return logp, h, self.critic(features).squeeze(-1)
 
 
 # ------------------------------------------------------------------ observation scaling
@@ -304,8 +319,11 @@ class PolicyGradientAgent:
         self.obs_space, self.action_space = obs_space, action_space
         self.one_hot = isinstance(obs_space, gym.spaces.Discrete)
         obs_dim = int(obs_space.n) if self.one_hot else int(np.prod(obs_space.shape))
+        encoder = self._encoder(obs_space, options)
+        # Images stay uint8/bool up to the device (rollout buffers too); the encoder scales them.
+        self.images = encoder is not None
         self.policy = ActorCritic(obs_dim, action_space, options.hidden_sizes, options.activation,
-                                  options.log_std_init).to(self.device)
+                                  options.log_std_init, encoder).to(self.device)
         self.obs_rms = (RunningMeanStd((obs_dim,), clip=options.obs_clip)
                         if options.normalize_obs else None)
         if not self.policy.discrete:
@@ -319,9 +337,35 @@ class PolicyGradientAgent:
         self._last_eval_step = -1
         self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, time spent evaluating)
 
+    def _encoder(self, space: gym.Space, options: PolicyConfig) -> nn.Module | None:
+        from forgelab.agents.encoders import make_encoder
+
+        try:
+            encoder = make_encoder(space, options.encoder)
+        except ValueError as exc:
+            self.envs.close()
+            raise ConfigError(f"agent.encoder: {exc}", hint="use encoder: mlp") from None
+        if encoder is not None and options.normalize_obs:
+            self.envs.close()
+            raise ConfigError("agent.normalize_obs does not apply to image observations (the "
+                              "encoder scales them to [0, 1])", hint="set normalize_obs: false")
+        return encoder
+
+    def obs_buffer(self, steps: int) -> torch.Tensor:
+        """Preallocated rollout storage for ``steps`` vector steps of observations: float
+        vectors (steps, N, d), or images in their own dtype (steps, N, *shape)."""
+        n = self.num_envs
+        if not self.images:
+            return torch.zeros((steps, n, self.policy.actor.in_features), device=self.device)
+        dtype = torch.bool if self.obs_space.dtype == np.bool_ else torch.uint8
+        return torch.zeros((steps, n, *self.obs_space.shape), dtype=dtype, device=self.device)
+
     # --------------------------------------------------------------- observations, actions
     def preprocess(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        """Raw observations (N, ...) → float32 vectors (N, d), one-hot or normalised."""
+        """Raw observations (N, ...) → float32 vectors (N, d), one-hot or normalised (images:
+        unchanged, in their own dtype)."""
+        if self.images:
+            return np.asarray(obs, dtype=self.obs_space.dtype)
         if self.one_hot:
             return np.eye(self.obs_space.n, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
         flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)

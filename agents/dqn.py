@@ -112,10 +112,16 @@ class DQNConfig(BaseModel):
     dueling: bool = Field(False, description="dueling head (Wang et al. 2016)")
     net_arch: list[PositiveInt] = Field([64, 64], min_length=1, description="hidden layer widths")
     activation: Literal["relu", "tanh"] = Field("relu", description="hidden non-linearity")
+    encoder: Literal["auto", "mlp", "nature", "minatar"] = Field(
+        "auto", description="observation encoder: auto (a CNN for uint8/bool images: nature "
+        "for 84x84 frames, minatar for small grids; else mlp), or one of them")
     # On by default: a resume is then the exact continuation of the uninterrupted run (without
     # the buffer, a CartPole run stopped half-way ended at return 118 instead of 227).
     save_replay_buffer: bool = Field(True, description="include the replay buffer in "
                                      "checkpoints (exact resume; false: smaller checkpoints)")
+    optimize_memory_usage: bool = Field(False, description="store each observation once (s' "
+                                        "is read from the next slot; half the memory for "
+                                        "images; needs buffer_size divisible by env.num_envs)")
 
     @model_validator(mode="after")
     def _consistent(self) -> DQNConfig:
@@ -136,16 +142,25 @@ class ReplayBuffer:
     :param capacity: maximum number of transitions; the oldest are overwritten.
     """
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> None:
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype,
+                 optimize_memory: bool = False, n_envs: int = 1) -> None:
         from forgelab.core.faults import check_memory
 
         # Checked before allocating: Linux hands out np.zeros of any size and kills the
         # process when the buffer fills up, hours later.
-        per_item = 2 * int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize + 8 + 4 + 4
+        copies = 1 if optimize_memory else 2
+        per_item = copies * int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize + 8 + 4 + 4
         check_memory(capacity * per_item, "the replay buffer", "agent.buffer_size")
         self.capacity = capacity
         self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        # optimize_memory: s' of slot i is the observation in slot i + n_envs (the same env's
+        # next step), except for the newest n_envs slots (their s' is kept in `latest`) and for
+        # transitions that ended an episode (their true last observation is kept in `finals`).
+        self.optimize_memory, self.n_envs = optimize_memory, n_envs
+        self.next_obs = None if optimize_memory else np.zeros((capacity, *obs_shape),
+                                                              dtype=obs_dtype)
+        self.latest = np.zeros((n_envs, *obs_shape), dtype=obs_dtype)
+        self.finals: dict[int, np.ndarray] = {}
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
@@ -153,31 +168,72 @@ class ReplayBuffer:
         self.size = 0  # filled slots
 
     def add(self, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray,
-            rewards: np.ndarray, terminated: np.ndarray) -> None:
-        """Store one transition per env (arrays with a leading ``num_envs`` axis)."""
+            rewards: np.ndarray, terminated: np.ndarray,
+            ended: np.ndarray | None = None) -> None:
+        """Store one transition per env (arrays with a leading ``num_envs`` axis).
+
+        :param ended: (optimize_memory) which envs' episodes ended on this step: their
+            ``next_obs`` is the true last observation, not the one the env continues from.
+        """
         n = len(actions)
         if self.pos + n <= self.capacity:  # the common case: one contiguous slice
             slots: slice | np.ndarray = slice(self.pos, self.pos + n)
         else:
             slots = (self.pos + np.arange(n)) % self.capacity
         self.obs[slots] = obs
-        self.next_obs[slots] = next_obs
+        if self.next_obs is not None:
+            self.next_obs[slots] = next_obs
+        else:
+            for slot in range(self.pos, self.pos + n):
+                self.finals.pop(slot % self.capacity, None)  # that slot's old transition
+            if ended is not None:
+                for i in np.flatnonzero(ended):
+                    self.finals[(self.pos + int(i)) % self.capacity] = np.array(next_obs[i])
+            self.latest[...] = next_obs
         self.actions[slots] = actions
         self.rewards[slots] = rewards
         self.terminated[slots] = terminated
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def next_observations(self, idx: np.ndarray) -> np.ndarray:
+        """s' of the transitions in slots ``idx`` (any shape)."""
+        if self.next_obs is not None:
+            return self.next_obs[idx]
+        n = self.n_envs
+        out = self.obs[(idx + n) % self.capacity]
+        flat, shape = out.reshape(-1, *self.obs.shape[1:]), idx.shape
+        for k, slot in enumerate(idx.reshape(-1).tolist()):
+            if slot in self.finals:
+                flat[k] = self.finals[slot]
+            elif (self.pos - slot - 1) % self.capacity < n:  # newest: s' not written yet
+                flat[k] = self.latest[slot % n]
+        return flat.reshape(*shape, *self.obs.shape[1:])
+
     def state_dict(self) -> dict[str, Any]:
         n = self.size  # the filled part only
-        return {"pos": self.pos, "size": n, "obs": self.obs[:n].copy(),
-                "next_obs": self.next_obs[:n].copy(), "actions": self.actions[:n].copy(),
-                "rewards": self.rewards[:n].copy(), "terminated": self.terminated[:n].copy()}
+        state = {"pos": self.pos, "size": n, "obs": self.obs[:n].copy(),
+                 "actions": self.actions[:n].copy(),
+                 "rewards": self.rewards[:n].copy(), "terminated": self.terminated[:n].copy()}
+        if self.next_obs is not None:
+            state["next_obs"] = self.next_obs[:n].copy()
+        else:
+            slots = sorted(self.finals)
+            state.update(latest=self.latest.copy(), final_slots=np.array(slots, np.int64),
+                         finals=np.stack([self.finals[i] for i in slots]) if slots else
+                         np.zeros((0, *self.obs.shape[1:]), self.obs.dtype))
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = int(state["size"])
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        names = ["obs", "actions", "rewards", "terminated"]
+        for name in names + (["next_obs"] if self.next_obs is not None else []):
             getattr(self, name)[:n] = _numpy(state[name])
+        if self.next_obs is None:
+            self.latest[...] = _numpy(state["latest"])
+            finals = _numpy(state["finals"])
+            self.finals = {int(s): finals[k].copy()
+                           for k, s in enumerate(_numpy(state["final_slots"]).tolist())}
         self.pos, self.size = int(state["pos"]), n
 
 
@@ -190,8 +246,13 @@ class QNetwork(nn.Module):
     """
 
     def __init__(self, obs_dim: int, n_actions: int, net_arch: list[int], activation: str,
-                 dueling: bool) -> None:
+                 dueling: bool, encoder: nn.Module | None = None) -> None:
         super().__init__()
+        # A convolutional encoder (agents/encoders.py) for images: raw uint8/bool batches in,
+        # features out; the MLP below then works on its features.
+        self.encoder = encoder
+        if encoder is not None:
+            obs_dim = encoder.out_features
         act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
         layers: list[nn.Module] = []
         sizes = [obs_dim, *net_arch]
@@ -207,7 +268,7 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # The layers called directly (the same F.linear and activation nn.Sequential calls):
         # at batch 32-64 the module-call overhead is a visible part of a gradient step.
-        h = obs.flatten(1)
+        h = obs.flatten(1) if self.encoder is None else self.encoder(obs)
         for layer in self._linears:
             h = self._act(F.linear(h, layer.weight, layer.bias))
         out = self.head(h)
@@ -252,6 +313,24 @@ class NumpyGreedy:
         return self.q_values(obs).argmax(axis=1)
 
 
+class TorchGreedy:
+    """argmax_a Q_θ(s, a) with the torch network (image observations: convolutions are not
+    worth redoing in NumPy); the same interface as :class:`NumpyGreedy`."""
+
+    def __init__(self, net: QNetwork, device: torch.device) -> None:
+        self.net, self.device = net, device
+
+    def sync(self) -> None:
+        pass  # it reads the live parameters
+
+    @torch.no_grad()
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        return self.net(torch.as_tensor(np.asarray(obs), device=self.device)).cpu().numpy()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.q_values(obs).argmax(axis=1)
+
+
 # ------------------------------------------------------------------------------- agent
 class DQN:
     """Deep Q-Network agent (discrete actions, one or several envs).
@@ -285,15 +364,25 @@ class DQN:
 
         # θ and θ⁻ start equal; θ⁻ never receives gradients.
         self.q_net = QNetwork(obs_dim, self.n_actions, options.net_arch, options.activation,
-                              options.dueling).to(self.device)
+                              options.dueling, self._encoder(obs_space)).to(self.device)
         self.target_net = QNetwork(obs_dim, self.n_actions, options.net_arch,
-                                   options.activation, options.dueling).to(self.device)
+                                   options.activation, options.dueling,
+                                   self._encoder(obs_space)).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.params = list(self.q_net.parameters())  # listed once: clipping walks it every step
         self.optimizer = fast_adam(self.params, lr=options.learning_rate)
-        self.greedy = NumpyGreedy(self.q_net, options.activation)
-        self.buffer = ReplayBuffer(options.buffer_size, obs_space.shape, obs_space.dtype)
+        # Images keep their dtype (uint8/bool) up to the device, where the encoder scales them.
+        self.images = self.q_net.encoder is not None
+        self.greedy = (TorchGreedy(self.q_net, self.device) if self.images else
+                       NumpyGreedy(self.q_net, options.activation))
+        if options.optimize_memory_usage and options.buffer_size % self.n_envs:
+            self.envs.close()
+            raise ConfigError(f"agent.optimize_memory_usage needs agent.buffer_size "
+                              f"({options.buffer_size}) divisible by env.num_envs "
+                              f"({self.n_envs})", hint="pick a multiple of env.num_envs")
+        self.buffer = ReplayBuffer(options.buffer_size, obs_space.shape, obs_space.dtype,
+                                   options.optimize_memory_usage, self.n_envs)
         self.rng = np.random.default_rng(ctx.seed)  # ε-greedy and minibatch sampling
 
         self.step = 0  # env steps so far (all envs)
@@ -304,6 +393,15 @@ class DQN:
         self.evaluator = PeriodicEvaluator(ctx, self)
         self._last_eval_step = -1
         self._recent: list[float] = []  # returns of the last episodes, for the progress bar
+
+    def _encoder(self, space: gym.Space) -> nn.Module | None:
+        from forgelab.agents.encoders import make_encoder
+
+        try:
+            return make_encoder(space, self.options.encoder)
+        except ValueError as exc:
+            self.envs.close()
+            raise ConfigError(f"agent.encoder: {exc}", hint="use encoder: mlp") from None
 
     # ------------------------------------------------------------------- schedules
     def epsilon(self, step: int) -> float:
@@ -354,7 +452,7 @@ class DQN:
             # 2. Store (s, a, r, s', terminated); s' is the real last observation of an episode
             #    that just ended (the env already shows the next episode's first one).
             self.buffer.add(self.obs, final_observations(next_obs, infos), actions, rewards,
-                            terminated)
+                            terminated, infos.get("_final_obs"))
             self.obs = next_obs
             self.step += self.n_envs
             for episode_return, length in completed_episodes(infos):
@@ -407,8 +505,9 @@ class DQN:
         for start in range(0, gradient_steps, chunk):
             g = min(chunk, gradient_steps - start)
             idx = self.rng.integers(0, b.size, size=(g, o.batch_size))
-            obs = self._tensor(b.obs[idx], torch.float32)  # (g, B, *obs_shape)
-            next_obs = self._tensor(b.next_obs[idx], torch.float32)
+            obs_dtype = None if self.images else torch.float32  # images: as stored
+            obs = self._tensor(b.obs[idx], obs_dtype)  # (g, B, *obs_shape)
+            next_obs = self._tensor(b.next_observations(idx), obs_dtype)
             actions = self._tensor(b.actions[idx], torch.int64).unsqueeze(-1)  # (g, B, 1)
             rewards = self._tensor(b.rewards[idx], torch.float32)  # (g, B)
             not_done = 1.0 - self._tensor(b.terminated[idx], torch.float32)
@@ -446,8 +545,9 @@ class DQN:
         if self.device.type != "cpu":
             self.greedy.sync()
 
-    def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.from_numpy(array).to(self.device, dtype)
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        return tensor.to(self.device, dtype) if dtype is not None else tensor.to(self.device)
 
     def log(self, epsilon: float, sps: float) -> None:
         row = {"train/epsilon": epsilon, "perf/sps": sps, "train/n_updates": self.n_updates}

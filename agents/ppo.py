@@ -114,9 +114,8 @@ class PPO(PolicyGradientAgent):
         # Preallocated rollout storage: observations and actions on the training device (they
         # feed the minibatches), rewards and episode ends in NumPy (they feed GAE).
         t, n = options.n_steps, self.num_envs
-        obs_dim = self.policy.actor.in_features
         act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)
-        self.buf_obs = torch.zeros((t, n, obs_dim), device=self.device)
+        self.buf_obs = self.obs_buffer(t)  # float vectors, or images as uint8/bool
         self.buf_actions = torch.zeros((t, n, *act_shape), device=self.device,
                                        dtype=torch.long if self.policy.discrete else torch.float32)
         self.buf_rewards = np.zeros((t, n), np.float32)
@@ -168,7 +167,7 @@ class PPO(PolicyGradientAgent):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         t, n = opt.n_steps, self.num_envs
-        obs = self.buf_obs.view(t * n, -1)
+        obs = self.buf_obs.flatten(0, 1)  # (t * n, d) or (t * n, *image_shape)
         actions = self.buf_actions.view(t * n, *self.buf_actions.shape[2:])
 
         # π_old and V_old of the whole rollout in one batched pass (the parameters did not

@@ -69,6 +69,36 @@ class ClipRewardOptions(_Options):
     max_reward: float | None = None
 
 
+class AtariPreprocessingOptions(_Options):
+    noop_max: int = Field(30, ge=0, description="up to this many no-op actions after reset")
+    frame_skip: PositiveInt = Field(4, description="repeat each action this many frames (max "
+                                    "over the last two); the env itself must not skip "
+                                    "(env.kwargs: {frameskip: 1} for ALE/...-v5)")
+    screen_size: PositiveInt = Field(84, description="resize frames to screen_size^2")
+    terminal_on_life_loss: bool = Field(False, description="end episodes at a lost life "
+                                        "(episodic life)")
+    grayscale_obs: bool = Field(True, description="grayscale frames")
+    grayscale_newaxis: bool = Field(False, description="keep a channel axis on grayscale")
+    scale_obs: bool = Field(False, description="float [0, 1] frames (false: uint8, 4x smaller "
+                                   "buffers; the agents scale on the device)")
+
+
+class ResizeObservationOptions(_Options):
+    shape: list[PositiveInt] = Field(min_length=2, max_length=2, description="(height, width)")
+
+
+class GrayscaleObservationOptions(_Options):
+    keep_dim: bool = Field(False, description="keep a channel axis of size 1")
+
+
+def _atari_preprocessing(env: gym.Env, **options: Any) -> gym.Env:
+    return gym.wrappers.AtariPreprocessing(env, **options)
+
+
+def _resize_observation(env: gym.Env, shape: list[int]) -> gym.Env:
+    return gym.wrappers.ResizeObservation(env, (int(shape[0]), int(shape[1])))
+
+
 def _frame_stack(env: gym.Env, stack_size: int = 4, padding_type: str = "reset") -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, stack_size=stack_size,
                                               padding_type=padding_type)
@@ -119,6 +149,15 @@ WRAPPERS: dict[str, Wrapper] = {
                                    "flatten observations to a vector"),
     "clip_reward": Wrapper(gym.wrappers.ClipReward, ClipRewardOptions,
                            "clip rewards to [min_reward, max_reward] (training envs only)"),
+    "atari_preprocessing": Wrapper(_atari_preprocessing, AtariPreprocessingOptions,
+                                   "Atari: no-op starts, frame skip with max-pooling, resize, "
+                                   "grayscale, optional episodic life (gymnasium's "
+                                   "AtariPreprocessing)"),
+    "resize_observation": Wrapper(_resize_observation, ResizeObservationOptions,
+                                  "resize image observations to shape (height, width)"),
+    "grayscale_observation": Wrapper(gym.wrappers.GrayscaleObservation,
+                                     GrayscaleObservationOptions,
+                                     "RGB image observations to grayscale"),
 }
 # Wrappers that change the reward: evaluation envs skip them so eval returns stay raw.
 REWARD_WRAPPERS = frozenset({"normalize_reward", "clip_reward"})
@@ -156,6 +195,13 @@ def _ensure_registered(env_id: str) -> None:
     process of an async vector env, or when make_env is used outside the runner)."""
     if env_id in gym.registry:
         return
+    if env_id.startswith("ALE/"):  # Atari: ale-py registers its games itself (forgelab[atari])
+        try:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError:
+            pass
     from forgelab.core.pluginhost import get_host
 
     get_host().apply_env_registrations()

@@ -30,3 +30,16 @@ def register_envs(register):
         max_episode_steps=100,
         description="Push a 2-D point mass onto a target with bounded forces (rgb_array).",
     )
+    # MinAtar games, when the optional `minatar` package is installed (forgelab[atari]);
+    # find_spec looks for it without importing it. Atari itself comes from ale-py's own
+    # registration (ALE/Pong-v5 ...), applied when an ALE/ id is made.
+    import importlib.util
+
+    if importlib.util.find_spec("minatar") is not None:
+        from forgelab.core.minatar_ids import MINATAR_GAMES
+
+        for name, game in MINATAR_GAMES.items():
+            register(f"MinAtar/{name}-v1", "forgelab.envs.minatar:MinAtarEnv",
+                     kwargs={"game": game}, max_episode_steps=10_000,
+                     description=f"MinAtar {name}: 10x10 grid of the game's objects "
+                                 "(forgelab[atari]).")
