@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,27 @@ def _statuses(name: str, ids: list[str]) -> list[str | None]:
     return out
 
 
+def hold_each(roots: list[Path], ready) -> list[int]:
+    """SIGSTOP each trial's process as soon as ``ready(root)`` holds, until all are held, so
+    that one trial cannot finish while another is still starting (a loaded machine)."""
+    held: dict[Path, int] = {}
+
+    def check() -> bool:
+        for root in roots:
+            if root not in held and ready(root):
+                held[root] = int((root / "trial.pid").read_text())
+                os.kill(held[root], signal.SIGSTOP)
+        return len(held) == len(roots)
+
+    wait_for(check, "every trial to be ready")
+    return list(held.values())
+
+
+def release(pids: list[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)  # a signal sent meanwhile is handled now
+
+
 def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
     args = [forgelab_exe(), "sweep", "cartpole-random", "seed=0:2", "train.total_steps=100000",
             "train.video_every=null", "train.eval_every=null", "--name", "long",
@@ -119,12 +141,12 @@ def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
     # 1. SIGTERM (what `kill` and schedulers send): trials checkpoint, the sweep exits 143
     sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    wait_for(lambda: Path("runs/long/study.json").is_file(), "the study to start")
+    held = hold_each(roots, lambda root: _progress(root) > 0)
     second = subprocess.run([forgelab_exe(), "sweep", "--resume", "runs/long"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert second.returncode == 2 and "being run by another" in second.stderr  # never twice
-    wait_for(lambda: all(_progress(r) > 0 for r in roots), "both trials to log")
-    sweep.send_signal(signal.SIGTERM)
+    sweep.send_signal(signal.SIGTERM)  # forwarded to both, handled once they run again
+    release(held)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 143, err
     by_id = trials("long")
@@ -137,10 +159,12 @@ def test_a_killed_sweep_resumes_its_trials_from_their_checkpoints() -> None:
     # 2. SIGKILL mid-way: the sweep cannot forward anything; the kernel sends its children
     # SIGTERM (PR_SET_PDEATHSIG) and they checkpoint on their own.
     sweep = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(lambda: _statuses("long", ids) == ["running", "running"] and all(
-        _progress(r) > n for r, n in zip(roots, rows, strict=True)), "both trials to resume")
+    progressed = dict(zip(roots, rows, strict=True))
+    held = hold_each(roots, lambda root: _statuses("long", [root.name]) == ["running"]
+                     and _progress(root) > progressed[root])
     sweep.kill()
     sweep.wait(timeout=60)
+    release(held)
     wait_for(lambda: _statuses("long", ids) == ["interrupted", "interrupted"],
              "the orphaned trials to checkpoint and stop")
     assert {t["status"] for t in trials("long").values()} == {"running"}  # what it knew
@@ -168,9 +192,11 @@ def test_forgelab_run_under_a_wandb_agent_adopts_its_ids_and_is_requeued() -> No
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     wait_for(lambda: _progress(Path("runs")) > 0, "the run to log")
+    os.kill(proc.pid, signal.SIGSTOP)  # mid-run, however slow this machine is
     run_dirs = list(Path("runs/cartpole-random").glob("*"))
     assert [p.name.endswith("-agentrun7") for p in run_dirs] == [True]
     proc.send_signal(signal.SIGTERM)  # how an agent stops a run (then requeues it if marked)
+    release([proc.pid])
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     info = run_info(run_dirs[0])
