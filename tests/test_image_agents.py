@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics, run_experiment
+from conftest import forgelab_cli, read_metrics, run_experiment
 
 from forgelab.agents.encoders import choose_encoder, make_encoder
 from forgelab.core.checkpoints import CheckpointManager
@@ -68,9 +68,11 @@ def test_dqn_learns_from_minatar_grids_with_a_cnn_and_bool_replay() -> None:
     assert any("train/td_loss" in row for row in read_metrics(run_dir))
 
 
-@pytest.mark.parametrize("agent", ["ppo", "a2c"])
+@pytest.mark.parametrize("agent", ["ppo", "a2c", "reinforce"])
 def test_policy_gradient_agents_share_a_cnn_on_minatar(agent: str) -> None:
-    options = {"hidden_sizes": [128], "activation": "relu", "n_steps": 32}
+    options: dict = {"hidden_sizes": [128], "activation": "relu"}
+    if agent != "reinforce":
+        options["n_steps"] = 32
     if agent == "ppo":
         options.update(batch_size=32, n_epochs=2)
     data = {"name": f"minatar-{agent}", "agent": agent, "agent_options": options,
@@ -106,3 +108,11 @@ def test_memory_optimised_replay_buffer_gives_the_same_run() -> None:
                                output_dir=Path.cwd() / "optimized")
     assert _metrics(plain) == _metrics(optimized)
     assert sum("train/td_loss" in row for row in read_metrics(plain)) >= 4
+
+
+def test_a_cnn_on_vector_observations_is_one_clear_error() -> None:
+    result = forgelab_cli("run", "cartpole-dqn", "agent.encoder=nature", "train.total_steps=10",
+                          "tracking.mode=disabled", "--no-progress")
+    assert result.returncode == 2, result.stderr
+    assert "agent.encoder: encoder 'nature' needs image observations" in result.stderr
+    assert "Traceback" not in result.stderr
