@@ -3,6 +3,7 @@ contract (SAME_STEP autoreset, episode statistics), used by PPO and DQN, resumed
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -158,3 +159,19 @@ def test_dqn_trains_on_the_native_env() -> None:
     lengths = [row["train/episode_length"] for row in rows if "train/episode_length" in row]
     assert len(lengths) > 10 and all(8 <= n <= 500 for n in lengths)
     assert any("train/td_loss" in row for row in rows)
+
+
+def test_rl_benchmark_has_a_native_vector_row_beside_ppo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgelab.agents import benchmark as rl_benchmark
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # main() drops it; restored after the test
+    raw = tmp_path / "results.json"
+    assert rl_benchmark.main(["--seeds", "1", "--algos", "ppo,ppo-vec", "--frameworks",
+                              "forgelab", "--max-steps", "512", "--eval-every", "512",
+                              "--full", "--json", str(raw)]) == 0
+    table = capsys.readouterr().out
+    assert "ppo-vec forgelab" in table and "forgelab ppo-vec / ppo: train SPS" in table
+    rows = {r["algo"]: r for r in json.loads(raw.read_text())}
+    assert rows["ppo"]["steps"] == rows["ppo-vec"]["steps"] == 512
