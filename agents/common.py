@@ -190,6 +190,18 @@ class ActorCritic(nn.Module):
         return logp, h, self.critic(features).squeeze(-1)
 
 
+@torch.no_grad()
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`` for parameters on one
+    device with one dtype, the same operations without its grouping and checks (which cost as
+    much as the clipping itself with networks this small)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    torch._foreach_mul_(grads, torch.clamp(float(max_norm) / (total + 1e-6), max=1.0))
+
+
 # ------------------------------------------------------------------ observation scaling
 class RunningMeanStd:
     """Running mean and variance of observations (Chan et al.'s parallel update).

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
+from forgelab.agents.common import clip_grad_norm
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
@@ -609,18 +610,6 @@ class DQN:
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
         self.greedy.sync()
-
-
-@torch.no_grad()
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`` for parameters on one
-    device with one dtype, the same operations without its grouping and checks (which cost as
-    much as the clipping itself with networks this small)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(float(max_norm) / (total + 1e-6), max=1.0))
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -39,6 +39,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
+    clip_grad_norm,
     gae,
     truncated_final_obs,
 )
@@ -221,9 +222,10 @@ class PPO(PolicyGradientAgent):
                 loss = policy_loss + opt.vf_coef * value_loss
                 if opt.ent_coef > 0:  # (left out of the graph when unused: less backward work)
                     loss = loss - opt.ent_coef * entropy.mean()
-                self.optimizer.zero_grad(set_to_none=True)
+                for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its dispatch
+                    p.grad = None
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, opt.max_grad_norm)
+                clip_grad_norm(params, opt.max_grad_norm)  # torch's ops, without its checks
                 self.optimizer.step()
                 steps += 1
                 if diagnostics:
