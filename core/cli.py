@@ -51,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", action="store_true",
                        help=f"include {what} (no flag: all four)")
 
-
     p = sub.add_parser("list", help="list registered components and their options")
     p.add_argument("what", nargs="?", default="all",
                    choices=["all", *PLURALS, "experiments"], help="what to list")
@@ -377,7 +376,6 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 COMMANDS["new-plugin"] = cmd_new_plugin
-
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -219,7 +219,6 @@ def plugin_experiments() -> dict[str, Any]:
     return dict(get_host().experiments)
 
 
-
 def find_experiment(ref: str) -> Path:
     """Resolve a YAML path or the name of a file in an experiments folder."""
     path = Path(ref).expanduser()
