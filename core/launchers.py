@@ -243,6 +243,12 @@ def outcome(trial: Trial, root: Path, exit_code: int, log_offset: int = 0) -> No
         trial.error = error or f"exit code {exit_code}"
 
 
+def announce_stop(signum: int) -> None:
+    """What a launcher says on stderr at the first SIGINT/SIGTERM of a study."""
+    print(f"\n{signal.Signals(signum).name}: stopping; running trials save a "
+          "checkpoint. Run the same command again to resume.", file=sys.stderr)
+
+
 def begin(trial: Trial, resumed: bool) -> None:
     trial.status, trial.exit_code, trial.error = RUNNING, None, None
     trial.attempts += 1
@@ -262,8 +268,7 @@ class LocalLauncher:
 
         def handler(signum: int, frame: Any) -> None:
             if not stop:
-                print(f"\n{signal.Signals(signum).name}: stopping; running trials save a "
-                      "checkpoint. Run the same command again to resume.", file=sys.stderr)
+                announce_stop(signum)
             stop.append(signum)
             for job in running.values():
                 job.forward(signum)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import asdict
@@ -28,6 +27,7 @@ from typing import Any
 from forgelab.core.errors import ConfigError
 from forgelab.core.launchers import (
     LaunchContext,
+    announce_stop,
     begin,
     lock_trial,
     outcome,
@@ -109,8 +109,7 @@ class RayLauncher:
 
         def handler(signum: int, frame: Any) -> None:
             if not stop:
-                print(f"\n{signal.Signals(signum).name}: stopping; running trials save a "
-                      "checkpoint. Run the same command again to resume.", file=sys.stderr)
+                announce_stop(signum)
             stop.append(signum)
 
         for sig in original:  # ray.init installs its own SIGTERM handler
