@@ -410,20 +410,25 @@ def check_env_id_and_time_limit(subject: Subject) -> str | None:
     return None if limit is not None else "advice: no max_episode_steps registered"
 
 
+def _checker_advice(subject: Subject, run_checker: Callable[[Any], Any]) -> str | None:
+    """Run an env checker on a fresh env; its warnings, one line each, as the check's note."""
+    env = _make(subject)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_checker(env)
+    finally:
+        env.close()
+    advice = sorted({str(w.message).splitlines()[0] for w in caught})
+    return ("advice: " + " | ".join(advice)) if advice else None
+
+
 @check("env")
 def check_gymnasium_env_checker(subject: Subject) -> str | None:
     """gymnasium's ``check_env`` (spaces, reset/step signatures and seeding, determinism)."""
     from gymnasium.utils.env_checker import check_env
 
-    env = _make(subject)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            check_env(env.unwrapped, skip_render_check=True)
-    finally:
-        env.close()
-    advice = sorted({str(w.message).splitlines()[0] for w in caught})
-    return ("advice: " + " | ".join(advice)) if advice else None
+    return _checker_advice(subject, lambda env: check_env(env.unwrapped, skip_render_check=True))
 
 
 @check("env")
@@ -431,15 +436,7 @@ def check_sb3_env_checker(subject: Subject) -> str | None:
     """Stable-Baselines3's ``check_env`` (what SB3 agents need from the spaces)."""
     from stable_baselines3.common.env_checker import check_env
 
-    env = _make(subject)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            check_env(env, warn=True, skip_render_check=True)
-    finally:
-        env.close()
-    advice = sorted({str(w.message).splitlines()[0] for w in caught})
-    return ("advice: " + " | ".join(advice)) if advice else None
+    return _checker_advice(subject, lambda env: check_env(env, warn=True, skip_render_check=True))
 
 
 @check("env")
