@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forgelab.core.config import parse_value, read_yaml
 from forgelab.core.errors import ConfigError
 
 STUDY_FILE = "study.json"
@@ -106,6 +105,8 @@ def int_range(text: str, key: str) -> list[int] | None:
 
 def parse_item(item: str) -> tuple[str, list[Any]]:
     """``key=v1,v2`` -> ``(key, [v1, v2])``; a single value is a fixed override."""
+    from forgelab.core.config import parse_value  # pydantic: not for `forgelab --help`
+
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or key.startswith("-"):
@@ -204,6 +205,8 @@ def sample(spec: Any, rng: random.Random, key: str) -> Any:
 
 def format_value(value: Any) -> str:
     """A value as an override string that ``parse_value`` reads back to the same value."""
+    from forgelab.core.config import parse_value
+
     if isinstance(value, str) and parse_value(value) == value and "," not in value:
         return value
     return json.dumps(value)  # JSON is YAML: lists, mappings, quoted strings, numbers
@@ -273,6 +276,8 @@ def _resolve_experiment(ref: str, base: Path | None = None) -> str:
 
 def is_sweep_file(ref: str) -> bool:
     """A YAML file with an ``experiment:`` key is a sweep file (experiments have none)."""
+    from forgelab.core.config import read_yaml
+
     path = Path(ref)
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
@@ -281,6 +286,8 @@ def is_sweep_file(ref: str) -> bool:
 
 def spec_from_items(target: str, items: list[str], name: str | None = None) -> StudySpec:
     """The study of ``forgelab sweep TARGET ITEMS...`` (TARGET: an experiment or sweep file)."""
+    from forgelab.core.config import parse_value, read_yaml
+
     data: dict[str, Any] = {}
     base = None
     if is_sweep_file(target):
