@@ -36,7 +36,7 @@ import torch
 
 from forgelab.core.component import FileCheckpointing
 from forgelab.core.errors import ForgelabError, ResourceError
-from forgelab.core.faults import DISK_ERRNOS  # noqa: F401  (tracking imports it from here)
+from forgelab.core.faults import DISK_ERRNOS, disk_error
 
 if TYPE_CHECKING:
     from forgelab.core.component import Component
@@ -47,14 +47,6 @@ STATE_FILE = "state.pt"
 COMPLETE_FILE = ".complete"  # written last into a .tmp-* folder: its content is whole
 STEP_RE = re.compile(r"step-\d{9,}")
 STATE_KEYS = ("format", "step", "component", "rng")
-
-
-def disk_error(exc: OSError, what: str) -> ResourceError:
-    """A readable error for a failed write (``exc.errno`` in :data:`DISK_ERRNOS`)."""
-    where = f" {exc.filename}" if exc.filename else ""
-    return ResourceError(f"cannot write {what}:{where}: {exc.strerror or exc}",
-                         hint="free disk space or make the run directory writable, then "
-                         "resume with `forgelab run --resume RUN_DIR`")
 
 
 def to_safe(tree: Any) -> Any:

@@ -54,6 +54,14 @@ def check_memory(nbytes: float, what: str, setting: str) -> None:
                             hint=f"lower {setting}")
 
 
+def disk_error(exc: OSError, what: str) -> ResourceError:
+    """A readable error for a failed write (``exc.errno`` in :data:`DISK_ERRNOS`)."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return ResourceError(f"cannot write {what}:{where}: {exc.strerror or exc}",
+                         hint="free disk space or make the run directory writable, then "
+                         "resume with `forgelab run --resume RUN_DIR`")
+
+
 def as_user_error(exc: BaseException) -> ForgelabError | None:
     """The clear error for a machine fault (disk full / read-only, out of memory), else None."""
     if isinstance(exc, ForgelabError):

@@ -214,7 +214,7 @@ class Tracker:
             self._jsonl.write(json.dumps({"_time": round(time.time(), 3), **row}) + "\n")
             self._jsonl.flush()
         except OSError as exc:
-            from forgelab.core.checkpoints import DISK_ERRNOS, disk_error
+            from forgelab.core.faults import DISK_ERRNOS, disk_error
 
             if exc.errno in DISK_ERRNOS:
                 raise disk_error(exc, "metrics.jsonl") from None
