@@ -82,6 +82,7 @@ def evaluate(run_dir: Path, which: str = "best", episodes: int | None = None,
     """
     from forgelab.core import runner
     from forgelab.core.config import validate_experiment
+    from forgelab.core.faults import as_user_error
     from forgelab.core.loading import checkpoint_dir, read_checkpoint, restore_component
 
     for name, value in (("--episodes", episodes), ("--video", videos)):
@@ -98,20 +99,26 @@ def evaluate(run_dir: Path, which: str = "best", episodes: int | None = None,
     state = read_checkpoint(folder)
     prepared = runner.prepare(config, host)
     job_root = Path(run_dir) / "evals"
-    job_root.mkdir(exist_ok=True)
     job_id = runner.new_run_id()
     job_dir = job_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
-    job_dir.mkdir()
+    try:
+        job_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise (as_user_error(exc) or exc) from None
     wandb_config = {**prepared.resolved_config(), "versions": runner.package_versions(),
                     "source_run": info.get("run_id"), "checkpoint": folder.name,
                     "eval": {"episodes": episodes, "videos": videos, "stochastic": stochastic}}
-    ctx = runner.build_context(prepared, job_dir, job_id, "eval", False, wandb_config,
-                               show_progress=False)
+    try:
+        ctx = runner.build_context(prepared, job_dir, job_id, "eval", False, wandb_config,
+                                   show_progress=False)
+    except BaseException as exc:  # W&B could not log in, say: leave no job folder behind
+        runner.discard_run_dir(job_dir)
+        raise (as_user_error(exc) or exc) from None
     ctx.checkpoints.tracker = None  # an eval job reads checkpoints; it never writes one
-    exit_code = 1
+    ok = False
     component = None
     try:
-        component = prepared.factory(prepared.options, ctx)
+        component = runner._build(prepared, ctx)  # a factory's exception as one clear error
         restore_component(component, state, folder)
         if config.kind != "agent":
             metrics = component.evaluate()
@@ -123,13 +130,15 @@ def evaluate(run_dir: Path, which: str = "best", episodes: int | None = None,
         ctx.tracker.summary({**metrics, "checkpoint": folder.name})
         if videos_written:
             metrics["videos"] = videos_written  # paths, for the command's output
-        exit_code = 0
+        ok = True
+    except Exception as exc:  # a full disk, memory: one clear error
+        raise (as_user_error(exc) or exc) from None
     finally:
         for name in ("envs", "evaluator"):
             part = getattr(component, name, None)
             if part is not None and hasattr(part, "close"):
                 part.close()
-        ctx.tracker.finish(exit_code=exit_code)
+        runner._end_job(ctx, ok)  # a failed job's folder (and offline W&B run) is removed
     return metrics, ctx.run_dir
 
 

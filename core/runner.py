@@ -562,23 +562,14 @@ def _end_job(ctx: Any, ok: bool) -> None:
 
 def evaluate(run_dir: Path, which: str = "best", host: PluginHost | None = None
              ) -> tuple[dict[str, float], Path]:
-    """Re-evaluate a saved run's checkpoint; logs a W&B run with ``job_type=eval``."""
-    from forgelab.core.faults import as_user_error
+    """Re-evaluate a saved run's checkpoint; logs a W&B run with ``job_type=eval``.
 
-    component, ctx, checkpoint_dir = _job_in_run(run_dir, "eval", host, which)
-    ok = False
-    try:
-        with _stop_on_signals(ctx):
-            metrics = component.evaluate()
-        if ctx.stop_requested:
-            raise KeyboardInterrupt
-        ctx.tracker.summary({**metrics, "checkpoint": checkpoint_dir.name})
-        ok = True
-    except Exception as exc:
-        raise (as_user_error(exc) or exc) from None
-    finally:
-        _end_job(ctx, ok)
-    return metrics, ctx.run_dir
+    The same job as ``forgelab eval`` (:func:`forgelab.core.playback.evaluate`, which also
+    takes episodes, videos and stochastic actions).
+    """
+    from forgelab.core import playback
+
+    return playback.evaluate(Path(run_dir), which=which, host=host)
 
 
 def _check_sample_request(config: ExperimentConfig, n: int, out: Path | None) -> None:
