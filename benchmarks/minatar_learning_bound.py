@@ -1,6 +1,6 @@
 """Measure the MinAtar learning test's statistic over seeds (tests/test_minatar_learning.py).
 
-    python benchmarks/minatar_learning_bound.py [--seeds 6] [--steps 49152]
+    python benchmarks/minatar_learning_bound.py [--seeds 10] [--first-seed 0] [--steps 49152]
 
 Trains ``breakout-minatar-ppo`` for ``--steps`` env steps per seed (the test's settings: CPU, no
 W&B, no videos or checkpoints) and prints, per seed, the mean training return of the first and
@@ -39,12 +39,13 @@ def train(seed: int, steps: int, output: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=49_152)
     args = parser.parse_args(argv)
     last = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             returns = episode_returns(train(seed, args.steps, Path(tmp)))
             first, final = statistics.fmean(returns[:50]), statistics.fmean(returns[-50:])
             last.append(final)
