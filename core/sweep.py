@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import sys
 import time
 from pathlib import Path
@@ -270,8 +269,3 @@ def _report(spec: StudySpec, trials: list[Trial], stopped: int | None, seconds: 
               file=sys.stderr)
         return 1
     return 0
-
-
-def study_json(study_dir: Path) -> dict[str, Any]:
-    """The study file of a study directory (for reports and tests)."""
-    return json.loads((Path(study_dir) / STUDY_FILE).read_text(encoding="utf-8"))
