@@ -515,8 +515,9 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
 def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
                 which: str) -> tuple[Any, Any, Path]:
     """Rebuild a saved run's component in a new ``<run_dir>/<job_type>s/`` job with its
-    checkpoint loaded, for `forgelab eval` and `forgelab sample`. Whatever fails on the way
-    leaves no job folder (and no offline W&B run) behind."""
+    checkpoint loaded, for `forgelab sample` and the conformance kit (`forgelab eval` builds its
+    own job in :func:`forgelab.core.playback.evaluate`). Whatever fails on the way leaves no job
+    folder (and no offline W&B run) behind."""
     from forgelab.core.faults import as_user_error
 
     data, info = load_run(run_dir)
