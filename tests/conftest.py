@@ -78,6 +78,22 @@ def run_experiment(name_or_data: str | dict[str, Any], *overrides: str,
     return runner.train(config, show_progress=False)
 
 
+def stop_after_first_checkpoint(ctx: Any) -> None:
+    """Make a first (not resumed) run stop right after its first periodic checkpoint, as
+    Ctrl-C would: for plugin factories in resume tests."""
+    if ctx.resumed:
+        return
+    save = ctx.maybe_checkpoint
+
+    def maybe_checkpoint(component, step, last_step):
+        saved = save(component, step, last_step)
+        if saved:
+            ctx.request_stop()
+        return saved
+
+    ctx.maybe_checkpoint = maybe_checkpoint
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run's metrics.jsonl."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()

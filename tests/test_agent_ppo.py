@@ -6,7 +6,14 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import EXPERIMENTS, read_metrics, run_experiment, wandb_history, wandb_records
+from conftest import (
+    EXPERIMENTS,
+    read_metrics,
+    run_experiment,
+    stop_after_first_checkpoint,
+    wandb_history,
+    wandb_records,
+)
 
 from forgelab.agents.ppo import PPO, PPOConfig
 from forgelab.core import hookimpl, runner
@@ -71,16 +78,7 @@ class _StopAfterFirstCheckpoint:
 
 def _interrupted_ppo(options: PPOConfig, ctx):
     agent = PPO(options, ctx)
-    if not ctx.resumed:
-        save = ctx.maybe_checkpoint
-
-        def maybe_checkpoint(component, step, last_step):
-            saved = save(component, step, last_step)
-            if saved:
-                ctx.request_stop()
-            return saved
-
-        ctx.maybe_checkpoint = maybe_checkpoint
+    stop_after_first_checkpoint(ctx)
     return agent
 
 

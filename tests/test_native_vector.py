@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import EXPERIMENTS, forgelab_cli, read_metrics
+from conftest import EXPERIMENTS, forgelab_cli, read_metrics, stop_after_first_checkpoint
 
 from forgelab.agents.ppo import PPO, PPOConfig
 from forgelab.core import hookimpl, runner
@@ -100,16 +100,7 @@ class _StopAfterFirstCheckpoint:
 
 def _interrupted_ppo(options: PPOConfig, ctx):
     agent = PPO(options, ctx)
-    if not ctx.resumed:
-        save = ctx.maybe_checkpoint
-
-        def maybe_checkpoint(component, step, last_step):
-            saved = save(component, step, last_step)
-            if saved:
-                ctx.request_stop()
-            return saved
-
-        ctx.maybe_checkpoint = maybe_checkpoint
+    stop_after_first_checkpoint(ctx)
     return agent
 
 
