@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import forgelab_cli
 
-HEAVY = ("torch", "stable_baselines3", "wandb", "gymnasium")
+HEAVY = ("torch", "stable_baselines3", "wandb", "gymnasium", "pydantic", "yaml")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["plugins", "--json"], []])
