@@ -47,6 +47,8 @@ STATE_FILE = "state.pt"
 COMPLETE_FILE = ".complete"  # written last into a .tmp-* folder: its content is whole
 STEP_RE = re.compile(r"step-\d{9,}")
 STATE_KEYS = ("format", "step", "component", "rng")
+# What torch.save's zip writer says when the disk refuses a write
+_TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "inline_container")
 
 
 def to_safe(tree: Any) -> Any:
@@ -150,9 +152,11 @@ class CheckpointManager:
             shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written folder
             if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
                 raise disk_error(exc, f"checkpoint {final.name}") from None
-            if isinstance(exc, RuntimeError):
+            if isinstance(exc, RuntimeError) and any(
+                    m in str(exc).lower() for m in _TORCH_WRITE_FAILURES):
                 # torch.save reports a failed write (a full disk) as a RuntimeError from its
-                # zip writer ("unexpected pos ...", "file write failed")
+                # zip writer ("unexpected pos ...", "file write failed"); any other
+                # RuntimeError (a component's bug, say) is not a disk fault
                 raise ResourceError(f"cannot write checkpoint {final.name}: {exc}".splitlines()[0],
                                     hint="free disk space, then resume with "
                                     "`forgelab run --resume RUN_DIR`") from None
