@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 from torch import nn
 from torch.nn import functional as F
 
+from forgelab.agents.checks import check_policy_gradient
+from forgelab.agents.encoders import make_encoder
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.environments import completed_episodes
@@ -311,27 +313,24 @@ class PolicyGradientAgent:
     :param ctx: the run context.
     """
 
+    #: the pre-run check of :mod:`forgelab.agents.checks` (also the registration's ``check=``)
+    check = staticmethod(check_policy_gradient)
+
     def __init__(self, options: PolicyConfig, ctx: RunContext) -> None:
         self.options, self.ctx, self.device = options, ctx, ctx.device
         self.envs = ctx.make_vec_env()
         self.num_envs = self.envs.num_envs
         obs_space = self.envs.single_observation_space
         action_space = self.envs.single_action_space
-        name = ctx.config.agent
-        if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        try:  # the runner ran this check before the run began; an agent built directly too
+            type(self).check(options, ctx.config, (obs_space, action_space))
+        except ConfigError:
             self.envs.close()
-            raise ConfigError(f"agent {name!r} needs a Discrete or Box action space; "
-                              f"{ctx.config.env.id} has {action_space}",
-                              hint="use an env with Discrete or Box actions")
-        if not isinstance(obs_space, (gym.spaces.Discrete, gym.spaces.Box)):
-            self.envs.close()
-            raise ConfigError(f"agent {name!r} needs Box or Discrete observations; "
-                              f"{ctx.config.env.id} has {obs_space}",
-                              hint="add the flatten_observation wrapper to env.wrappers")
+            raise
         self.obs_space, self.action_space = obs_space, action_space
         self.one_hot = isinstance(obs_space, gym.spaces.Discrete)
         obs_dim = int(obs_space.n) if self.one_hot else int(np.prod(obs_space.shape))
-        encoder = self._encoder(obs_space, options)
+        encoder = make_encoder(obs_space, options.encoder)
         # Images stay uint8/bool up to the device (rollout buffers too); the encoder scales them.
         self.images = encoder is not None
         self.policy = ActorCritic(obs_dim, action_space, options.hidden_sizes, options.activation,
@@ -348,20 +347,6 @@ class PolicyGradientAgent:
         self._recent: list[float] = []
         self._last_eval_step = -1
         self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, time spent evaluating)
-
-    def _encoder(self, space: gym.Space, options: PolicyConfig) -> nn.Module | None:
-        from forgelab.agents.encoders import make_encoder
-
-        try:
-            encoder = make_encoder(space, options.encoder)
-        except ValueError as exc:
-            self.envs.close()
-            raise ConfigError(f"agent.encoder: {exc}", hint="use encoder: mlp") from None
-        if encoder is not None and options.normalize_obs:
-            self.envs.close()
-            raise ConfigError("agent.normalize_obs does not apply to image observations (the "
-                              "encoder scales them to [0, 1])", hint="set normalize_obs: false")
-        return encoder
 
     def obs_buffer(self, steps: int) -> torch.Tensor:
         """Preallocated rollout storage for ``steps`` vector steps of observations: float

@@ -46,14 +46,15 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
+from forgelab.agents.checks import check_dqn
 from forgelab.agents.common import clip_grad_norm
+from forgelab.agents.encoders import make_encoder
 from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
@@ -346,18 +347,11 @@ class DQN:
         self.options, self.ctx = options, ctx
         self.envs = ctx.make_vec_env()
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        env_id = ctx.config.env.id
-        if not isinstance(act_space, gym.spaces.Discrete):
+        try:  # the runner ran this check before the run began; an agent built directly too
+            check_dqn(options, ctx.config, (obs_space, act_space))
+        except ConfigError:
             self.envs.close()
-            raise ConfigError(
-                f"agent 'dqn' needs a Discrete action space, but {env_id} has {act_space}",
-                hint="use a policy-gradient agent for continuous actions (agent=ppo, a2c or "
-                     "reinforce)")
-        if not isinstance(obs_space, gym.spaces.Box):
-            self.envs.close()
-            raise ConfigError(
-                f"agent 'dqn' needs a Box observation space, but {env_id} has {obs_space}",
-                hint="add `env.wrappers: [flatten_observation]` (one-hot for Discrete)")
+            raise
         self.n_envs = self.envs.num_envs
         self.n_actions = int(act_space.n)
         self.device = ctx.device
@@ -365,10 +359,11 @@ class DQN:
 
         # θ and θ⁻ start equal; θ⁻ never receives gradients.
         self.q_net = QNetwork(obs_dim, self.n_actions, options.net_arch, options.activation,
-                              options.dueling, self._encoder(obs_space)).to(self.device)
+                              options.dueling,
+                              make_encoder(obs_space, options.encoder)).to(self.device)
         self.target_net = QNetwork(obs_dim, self.n_actions, options.net_arch,
                                    options.activation, options.dueling,
-                                   self._encoder(obs_space)).to(self.device)
+                                   make_encoder(obs_space, options.encoder)).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.params = list(self.q_net.parameters())  # listed once: clipping walks it every step
@@ -377,11 +372,6 @@ class DQN:
         self.images = self.q_net.encoder is not None
         self.greedy = (TorchGreedy(self.q_net, self.device) if self.images else
                        NumpyGreedy(self.q_net, options.activation))
-        if options.optimize_memory_usage and options.buffer_size % self.n_envs:
-            self.envs.close()
-            raise ConfigError(f"agent.optimize_memory_usage needs agent.buffer_size "
-                              f"({options.buffer_size}) divisible by env.num_envs "
-                              f"({self.n_envs})", hint="pick a multiple of env.num_envs")
         self.buffer = ReplayBuffer(options.buffer_size, obs_space.shape, obs_space.dtype,
                                    options.optimize_memory_usage, self.n_envs)
         self.rng = np.random.default_rng(ctx.seed)  # ε-greedy and minibatch sampling
@@ -394,15 +384,6 @@ class DQN:
         self.evaluator = PeriodicEvaluator(ctx, self)
         self._last_eval_step = -1
         self._recent: list[float] = []  # returns of the last episodes, for the progress bar
-
-    def _encoder(self, space: gym.Space) -> nn.Module | None:
-        from forgelab.agents.encoders import make_encoder
-
-        try:
-            return make_encoder(space, self.options.encoder)
-        except ValueError as exc:
-            self.envs.close()
-            raise ConfigError(f"agent.encoder: {exc}", hint="use encoder: mlp") from None
 
     # ------------------------------------------------------------------- schedules
     def epsilon(self, step: int) -> float:

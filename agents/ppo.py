@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
+from forgelab.agents.checks import check_ppo
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
@@ -45,7 +46,6 @@ from forgelab.agents.common import (
 )
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
-from forgelab.core.errors import ConfigError
 
 
 class PPOConfig(PolicyConfig):
@@ -100,14 +100,9 @@ class PPO(PolicyGradientAgent):
         the rollout.
     """
 
+    check = staticmethod(check_ppo)  # minibatches divide the rollout, and the shell's checks
+
     def __init__(self, options: PPOConfig, ctx: RunContext) -> None:
-        rollout = options.n_steps * ctx.config.env.num_envs
-        if rollout % options.batch_size:
-            raise ConfigError(
-                f"agent.batch_size: {options.batch_size} does not divide the rollout "
-                f"n_steps * env.num_envs = {options.n_steps} * {ctx.config.env.num_envs} = "
-                f"{rollout}", hint="pick a batch_size that divides it, e.g. "
-                f"{_divisor_near(rollout, options.batch_size)}")
         super().__init__(options, ctx)
         self.opt = options
         self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate,
@@ -257,7 +252,3 @@ class PPO(PolicyGradientAgent):
 
 def _standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + 1e-8)
-
-
-def _divisor_near(total: int, wanted: int) -> int:
-    return min((d for d in range(1, total + 1) if total % d == 0), key=lambda d: abs(d - wanted))

@@ -314,7 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     requeued = requeued_run(config)  # a W&B agent requeued a preempted run: continue it
     run_dir = (runner.resume(requeued, host=host, show_progress=not args.no_progress)
-               if requeued else runner.train(config, host=host, show_progress=not args.no_progress))
+               if requeued else runner.train(config, host=host, prepared=prepared,
+                                             show_progress=not args.no_progress))
     print(f"run directory: {run_dir}")
     return runner.exit_status(run_dir)
 

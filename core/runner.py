@@ -250,12 +250,17 @@ def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, r
 
 
 def train(config: ExperimentConfig, host: PluginHost | None = None,
-          show_progress: bool = True) -> Path:
-    """Run a new training job; returns its run directory."""
+          show_progress: bool = True, prepared: PreparedRun | None = None) -> Path:
+    """Run a new training job; returns its run directory.
+
+    :param prepared: ``prepare(config, host)``'s result when the caller already has it (the
+        CLI prepares once for ``--dry-run`` and the run alike, so the env is built once).
+    """
     from forgelab.core.faults import as_user_error
     from forgelab.core.runlock import RunLock
 
-    run = prepare(config, host)
+    run = prepared if prepared is not None and prepared.config is config else prepare(config,
+                                                                                      host)
     run_dir, run_id = create_run_dir(config)
     lock = RunLock(run_dir)
     try:

@@ -30,9 +30,14 @@ _CONFORMANCE = {
 }
 
 
+# What each agent needs of its env and options, checked before a run starts (and by --dry-run).
+_CHECKS = {"dqn": "check_dqn", "reinforce": "check_policy_gradient",
+           "a2c": "check_policy_gradient", "ppo": "check_ppo"}
+
+
 @hookimpl
 def register_agents(register):
     for name, (module, cls, description) in _AGENTS.items():
         register(name, f"{module}:{cls}", config=f"{module}:{cls}Config",
-                 description=description,
+                 description=description, check=f"forgelab.agents.checks:{_CHECKS[name]}",
                  conformance={"agent_options": _CONFORMANCE[name]})

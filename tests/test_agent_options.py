@@ -64,6 +64,22 @@ def test_unsupported_action_space_is_a_config_error_before_training(agent: str) 
     with pytest.raises(ConfigError, match="Discrete or Box action space") as info:
         run_experiment(config)
     assert "MultiBinary" in str(info.value)
-    run_dirs = list((Path.cwd() / "runs").glob("*/*"))
-    assert all(not any(k.startswith("train/") for row in read_metrics(d) for k in row)
-               for d in run_dirs)
+    assert not list((Path.cwd() / "runs").glob("*/*"))  # refused before a run directory existed
+
+
+# Mistakes only the component can judge (its spaces, its options against the env's): the
+# registration's pre-run check finds them, so `--dry-run` fails exactly when the run would.
+@pytest.mark.parametrize(("args", "message"), [
+    (["pendulum-ppo", "agent=dqn"], "agent 'dqn' needs a Discrete action space"),
+    (["cartpole-ppo", "agent.batch_size=100"], "does not divide the rollout"),
+    (["cartpole-dqn", "env.num_envs=2", "agent.optimize_memory_usage=true",
+      "agent.buffer_size=1001"], "divisible by env.num_envs"),
+    (["cartpole-a2c", "agent.encoder=nature"], "agent.encoder"),
+])
+def test_dry_run_fails_exactly_when_the_run_would(args: list[str], message: str) -> None:
+    dry = forgelab_cli("run", *args, "--dry-run")
+    assert dry.returncode == 2 and message in dry.stderr, dry.stderr
+    run = forgelab_cli("run", *args, "train.total_steps=64", "--no-progress")
+    assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert "Traceback" not in dry.stderr + run.stderr
+    assert not Path("runs").exists()  # nothing was created: no run directory, no W&B run
