@@ -22,8 +22,9 @@ reported and skipped rather than silently losing the setting.
 Agents and models may also pass ``check=`` (a callable or import string): the runner calls
 ``check(options, config, spaces)`` before any run directory or W&B run exists (and on
 ``--dry-run``), with ``spaces = (observation_space, action_space)`` of the experiment's env for
-agents and None for models, and it raises ``forgelab.core.errors.ConfigError`` for a combination
-the component cannot handle (e.g. DQN on a continuous action space).
+agents and the experiment's dataset (its ``Splits``, loaded once for the check) for models, and
+it raises ``forgelab.core.errors.ConfigError`` for a combination the component cannot handle
+(e.g. DQN on a continuous action space, a CVAE on unlabelled data).
 
 ``conformance=`` (agents, models, datasets) is a mapping of experiment keys that
 :mod:`forgelab.testing` merges into the tiny experiments it runs for this component (small

@@ -91,7 +91,10 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
             dataset = host.registry.get("dataset", config.dataset)
         except ForgelabError as exc:
             raise ConfigError(f"dataset: {exc.message}", hint=exc.hint) from None
-        _validate_options(dataset.load_config(), config.dataset_options, "dataset", dataset.name)
+        dataset_options = _validate_options(dataset.load_config(), config.dataset_options,
+                                            "dataset", dataset.name)
+        if reg.metadata.get("check") is not None:  # the model's check reads the data
+            spaces = _load_without_rng(dataset.load_factory(), dataset_options, config.seed)
     else:
         host.apply_env_registrations()
         from forgelab.core.environments import check_env_spec
@@ -104,6 +107,23 @@ def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> Prepare
 
     resolve_device(config.device)  # an absent device fails now, not after the run dir exists
     return PreparedRun(config=config, options=options, factory=reg.load_factory(), host=host)
+
+
+def _load_without_rng(factory: Any, options: Any, seed: int) -> Any:
+    """A dataset for the pre-run check, loaded without touching the global RNGs (the run then
+    loads its own copy after seeding, exactly as it would without the check)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return factory(options, seed)
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def create_run_dir(config: ExperimentConfig) -> tuple[Path, str]:

@@ -39,6 +39,7 @@ from torch import nn
 from forgelab.core.component import RunContext
 from forgelab.core.errors import ConfigError
 from forgelab.generative.base import GenerativeConfig, GenerativeModel
+from forgelab.generative.checks import check_image_data, check_labels
 from forgelab.generative.images import reconstruction_grid, traversal_grid
 from forgelab.generative.metrics import (
     active_units,
@@ -130,10 +131,8 @@ def conv_levels(height: int, width: int) -> int:
 
 
 def image_data_check(model: GenerativeModel) -> None:
-    if model.data.kind != "image":
-        raise ConfigError(f"model {model.ctx.config.model!r} needs an image dataset; "
-                          f"{model.data.name!r} holds {model.data.kind}",
-                          hint="use dataset=digits, mnist or fashion-mnist")
+    """The pre-run check (``forgelab.generative.checks``), for a model built directly."""
+    check_image_data(model.ctx.config.model, model.data)
 
 
 # ---------------------------------------------------------------------- autoencoder
@@ -410,7 +409,4 @@ class CVAE(VAE):
     conditional = True
 
     def label_classes(self) -> int:
-        if self.data.num_classes is None or self.data.train.y is None:
-            raise ConfigError(f"cvae needs a labelled dataset; {self.data.name!r} has no labels",
-                              hint="use model=vae, or dataset=digits / mnist")
-        return int(self.data.num_classes)
+        return check_labels(self.ctx.config.model, self.data)

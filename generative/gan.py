@@ -62,9 +62,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from forgelab.core.component import RunContext
-from forgelab.core.errors import ConfigError
 from forgelab.generative.autoencoders import conv_levels
 from forgelab.generative.base import GenerativeConfig, GenerativeModel
+from forgelab.generative.checks import check_arch, check_labels
 from forgelab.generative.images import scatter_image
 from forgelab.generative.toy import METRIC_SAMPLES, coverage_of
 
@@ -263,9 +263,7 @@ class GAN(GenerativeModel):
         super().__init__(options, ctx)
         data = self.data
         images = data.kind == "image"
-        if not images and options.arch == "conv":
-            raise ConfigError(f"arch: conv needs an image dataset; {data.name!r} holds points",
-                              hint="use arch=mlp")
+        check_arch(options, data)  # the pre-run check, for a model built directly
         self.has_modes = "centres" in data.metadata
         if not self.has_modes:
             # images and moons: no held-out score to select on (forgelab's digits score compares
@@ -500,8 +498,6 @@ class CGAN(GAN):
     conditional = True
 
     def label_classes(self) -> int:
-        if not self.data.num_classes or self.data.train.y is None:
-            raise ConfigError(f"cgan needs a labelled dataset; {self.data.name!r} has no labels")
-        return int(self.data.num_classes)
+        return check_labels(self.ctx.config.model, self.data)
 
 

@@ -58,10 +58,16 @@ _CONFORMANCE = {
 }
 
 
+# What each model needs of its dataset, checked before a run starts (and by --dry-run).
+_CHECKS = {"autoencoder": "check_autoencoder", "vae": "check_autoencoder", "cvae": "check_cvae",
+           "gan": "check_gan", "wgan-gp": "check_gan", "cgan": "check_cgan"}
+
+
 @hookimpl
 def register_generative_models(register):
     for name, (factory, config, description) in _MODELS.items():
         register(name, factory, config=config, description=description,
+                 check=f"forgelab.generative.checks:{_CHECKS[name]}",
                  conformance=_CONFORMANCE[name])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import forgelab_cli, read_metrics, run_experiment
+from conftest import forgelab_cli, run_experiment
 
 from forgelab.core.errors import ConfigError
 
@@ -75,6 +75,8 @@ def test_unsupported_action_space_is_a_config_error_before_training(agent: str) 
     (["cartpole-dqn", "env.num_envs=2", "agent.optimize_memory_usage=true",
       "agent.buffer_size=1001"], "divisible by env.num_envs"),
     (["cartpole-a2c", "agent.encoder=nature"], "agent.encoder"),
+    (["ring8-gan", "model.arch=conv"], "arch: conv needs an image dataset"),
+    (["digits-vae", "model=cvae", "dataset=ring8"], "needs an image dataset"),
 ])
 def test_dry_run_fails_exactly_when_the_run_would(args: list[str], message: str) -> None:
     dry = forgelab_cli("run", *args, "--dry-run")
