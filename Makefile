@@ -32,10 +32,10 @@ lint: setup
 BENCH_SEEDS ?= 20
 
 bench-rl: setup
-	$(BIN)/python -m forgelab.agents.benchmark --seeds $(BENCH_SEEDS)
+	$(BIN)/python benchmarks/rl_vs_sb3.py --seeds $(BENCH_SEEDS)
 
 bench-generative: setup
-	$(BIN)/python -m forgelab.generative.benchmark
+	$(BIN)/python benchmarks/generative_loops.py
 
 clean:
 	rm -rf $(VENV) runs wandb .pytest_cache

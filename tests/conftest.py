@@ -15,6 +15,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
+BENCHMARKS = REPO / "benchmarks"  # side-by-side benchmark commands: scripts, not installed
+
+
+def benchmark_script(name: str) -> Any:
+    """Import ``benchmarks/<name>.py`` as a module (its siblings importable beside it, as when
+    it runs as ``python benchmarks/<name>.py``)."""
+    import importlib
+
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 # Headless and offline for every test; small nets train fastest on one thread per worker.
 os.environ["SDL_VIDEODRIVER"] = "dummy"

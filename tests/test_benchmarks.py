@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_script
 
-from forgelab.agents import benchmark as rl_benchmark
-from forgelab.generative import benchmark as generative_benchmark
+rl_benchmark = benchmark_script("rl_vs_sb3")
+generative_benchmark = benchmark_script("generative_loops")
 
 
 def test_rl_benchmark_trains_both_frameworks_and_prints_ratios(

@@ -155,7 +155,9 @@ def test_dqn_trains_on_the_native_env() -> None:
 def test_rl_benchmark_has_a_native_vector_row_beside_ppo(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from forgelab.agents import benchmark as rl_benchmark
+    from conftest import benchmark_script
+
+    rl_benchmark = benchmark_script("rl_vs_sb3")
 
     monkeypatch.delenv("WANDB_MODE", raising=False)  # main() drops it; restored after the test
     raw = tmp_path / "results.json"

@@ -13,12 +13,12 @@
    torch's fused Adam kernel (which forgelab uses), shows how much of the difference is that
    kernel and how much is forgelab's own per-batch and per-evaluation work.
 2. **GAN mode coverage** on ``ring8`` and ``grid25`` over >= 5 seeds, from
-   :mod:`forgelab.generative.benchmark_gan`.
+   `benchmarks/gan_modes.py`.
 
 Run::
 
-    python -m forgelab.generative.benchmark                    # both parts
-    python -m forgelab.generative.benchmark --epochs 50 --repeats 3 --skip-gan
+    python benchmarks/generative_loops.py                    # both parts
+    python benchmarks/generative_loops.py --epochs 50 --repeats 3 --skip-gan
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
               f"end): {'met' if met else 'NOT met'}\n", flush=True)
     if not args.skip_gan:
         try:
-            from forgelab.generative.benchmark_gan import mode_coverage_table
+            from gan_modes import mode_coverage_table
         except ImportError as exc:
             print(f"GAN mode-coverage table unavailable: {exc}")
             return 1

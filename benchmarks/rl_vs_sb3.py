@@ -2,7 +2,7 @@
 
 Run (``make bench-rl`` runs the defaults)::
 
-    python -m forgelab.agents.benchmark [--seeds 5] [--algos dqn,ppo] [--max-steps N]
+    python benchmarks/rl_vs_sb3.py [--seeds 5] [--algos dqn,ppo] [--max-steps N]
 
 For every seed and algorithm it trains forgelab's agent (the very code ``forgelab run`` uses,
 driven here through a :class:`RunContext` with tracking disabled) and SB3's, side by side in one
@@ -395,7 +395,7 @@ def _ratio(a: float, b: float) -> str:
 
 # ---------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m forgelab.agents.benchmark",
+    parser = argparse.ArgumentParser(prog="python benchmarks/rl_vs_sb3.py",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds")
     parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="JSON",

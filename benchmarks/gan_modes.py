@@ -12,8 +12,8 @@ about 98.9 % (a 2-D Gaussian sample lies within 3 std with probability 1 - exp(-
 
 Run::
 
-    python -m forgelab.generative.benchmark_gan                 # 5 seeds, gan + wgan-gp
-    python -m forgelab.generative.benchmark_gan --seeds 10 --models gan --jobs 4
+    python benchmarks/gan_modes.py                 # 5 seeds, gan + wgan-gp
+    python benchmarks/gan_modes.py --seeds 10 --models gan --jobs 4
 """
 
 from __future__ import annotations
