@@ -97,8 +97,10 @@ class RayLauncher:
         print(f"ray: {'joined ' + address if address else 'started Ray on this machine'} in "
               f"{time.monotonic() - started:.1f} s; {len(ray.nodes())} node(s), "
               f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU", flush=True)
+        # Never the W&B key: Ray keeps task arguments in its object store and logs; each node
+        # logs in to W&B on its own (`wandb login`, or WANDB_API_KEY in the node's environment).
         env = {k: v for k, v in os.environ.items()
-               if k.startswith(FORWARDED_ENV) and k != "WANDB_SERVICE"}
+               if k.startswith(FORWARDED_ENV) and k not in ("WANDB_SERVICE", "WANDB_API_KEY")}
         env.update(ctx.env)
         task = ray.remote(run_trial_task).options(
             num_cpus=ctx.threads, num_gpus=ctx.gpus_per_trial,
