@@ -56,6 +56,8 @@ def make_grid(images: Array, nrow: int | None = None, padding: int = 1,
     scale = scale or max(1, math.ceil(32 / height))
     if scale > 1:
         grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    # NaN pixels (a diverged model's last samples) are drawn black rather than cast blindly
+    grid = np.nan_to_num(grid, nan=0.0)
     return (np.clip(grid, 0.0, 1.0) * 255).round().astype(np.uint8).transpose(1, 2, 0)
 
 
