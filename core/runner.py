@@ -374,11 +374,10 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _restore(component: Any, state: dict[str, Any], checkpoint_dir: Path) -> None:
     """Put a loaded checkpoint back: the component's state, its own files, the global RNG."""
     from forgelab.core.checkpoints import loading_errors, restore_rng
+    from forgelab.core.loading import restore_component
 
+    restore_component(component, state, checkpoint_dir)
     with loading_errors(checkpoint_dir):
-        component.load_state_dict(state["component"])
-        if hasattr(component, "load_files"):
-            component.load_files(checkpoint_dir)
         restore_rng(state["rng"])
 
 

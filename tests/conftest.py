@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from forgelab.core import hookimpl
+
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
 BENCHMARKS = REPO / "benchmarks"  # side-by-side benchmark commands: scripts, not installed
@@ -103,6 +105,23 @@ def stop_after_first_checkpoint(ctx: Any) -> None:
         return saved
 
     ctx.maybe_checkpoint = maybe_checkpoint
+
+
+class InterruptedPPO:
+    """A plugin registering `ppo-interrupted`: PPO whose first (not resumed) run stops right
+    after its first periodic checkpoint, as Ctrl-C would make it do (for exact-resume tests)."""
+
+    @hookimpl
+    def register_agents(self, register):
+        from forgelab.agents.ppo import PPO, PPOConfig
+
+        def interrupted_ppo(options: PPOConfig, ctx: Any) -> PPO:
+            agent = PPO(options, ctx)
+            stop_after_first_checkpoint(ctx)
+            return agent
+
+        register("ppo-interrupted", interrupted_ppo, config=PPOConfig,
+                 description="PPO that stops after its first checkpoint (test)")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -8,15 +8,14 @@ import torch
 import yaml
 from conftest import (
     EXPERIMENTS,
+    InterruptedPPO,
     read_metrics,
     run_experiment,
-    stop_after_first_checkpoint,
     wandb_history,
     wandb_records,
 )
 
-from forgelab.agents.ppo import PPO, PPOConfig
-from forgelab.core import hookimpl, runner
+from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import apply_overrides, parse_overrides, validate_experiment
 from forgelab.core.pluginhost import PluginHost
@@ -66,22 +65,6 @@ def test_ppo_on_pendulum_uses_box_actions_and_normalises_observations() -> None:
     assert agent["policy"]["log_std"].shape == (1,)
 
 
-class _StopAfterFirstCheckpoint:
-    """Registers `ppo-interrupted`: PPO whose first (not resumed) run stops right after its
-    first periodic checkpoint, as Ctrl-C would make it do."""
-
-    @hookimpl
-    def register_agents(self, register):
-        register("ppo-interrupted", _interrupted_ppo, config=PPOConfig,
-                 description="PPO that stops after its first checkpoint (test)")
-
-
-def _interrupted_ppo(options: PPOConfig, ctx):
-    agent = PPO(options, ctx)
-    stop_after_first_checkpoint(ctx)
-    return agent
-
-
 RESUME_OVERRIDES = ["device=cpu", "seed=3", "env.num_envs=4", "agent.n_steps=16",
                     "agent.batch_size=32", "agent.n_epochs=2", "agent.normalize_obs=true",
                     "train.total_steps=2048", "train.checkpoint_every=768",
@@ -96,7 +79,7 @@ def _resume_config(agent: str):
 
 def test_interrupted_and_resumed_run_ends_with_identical_parameters() -> None:
     host = PluginHost(strict=False).load_entry_points()
-    host.add_plugin(_StopAfterFirstCheckpoint(), "test-interrupt")
+    host.add_plugin(InterruptedPPO(), "test-interrupt")
     straight = runner.train(_resume_config("ppo"), host=host, show_progress=False)
     interrupted = runner.train(_resume_config("ppo-interrupted"), host=host, show_progress=False)
     stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")

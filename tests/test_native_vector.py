@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import EXPERIMENTS, forgelab_cli, read_metrics, stop_after_first_checkpoint
+from conftest import EXPERIMENTS, InterruptedPPO, forgelab_cli, read_metrics
 
-from forgelab.agents.ppo import PPO, PPOConfig
-from forgelab.core import hookimpl, runner
+from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import EnvSpec, apply_overrides, parse_overrides, validate_experiment
 from forgelab.core.environments import (
@@ -89,21 +88,6 @@ def test_envs_without_a_native_version_or_with_wrappers_are_refused() -> None:
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
 
 
-class _StopAfterFirstCheckpoint:
-    """Registers `ppo-interrupted-vec`: PPO that stops after its first periodic checkpoint."""
-
-    @hookimpl
-    def register_agents(self, register):
-        register("ppo-interrupted-vec", _interrupted_ppo, config=PPOConfig,
-                 description="PPO that stops after its first checkpoint (test)")
-
-
-def _interrupted_ppo(options: PPOConfig, ctx):
-    agent = PPO(options, ctx)
-    stop_after_first_checkpoint(ctx)
-    return agent
-
-
 def _config(agent: str):
     data = yaml.safe_load((EXPERIMENTS / "cartpole-ppo.yaml").read_text())
     data.update(name=agent, agent=agent, output_dir=str(Path.cwd() / "runs"))
@@ -116,9 +100,9 @@ def _config(agent: str):
 
 def test_ppo_on_the_native_env_resumes_exactly() -> None:
     host = PluginHost(strict=False).load_entry_points()
-    host.add_plugin(_StopAfterFirstCheckpoint(), "test-interrupt-vec")
+    host.add_plugin(InterruptedPPO(), "test-interrupt")
     straight = runner.train(_config("ppo"), host=host, show_progress=False)
-    interrupted = runner.train(_config("ppo-interrupted-vec"), host=host, show_progress=False)
+    interrupted = runner.train(_config("ppo-interrupted"), host=host, show_progress=False)
     stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
     assert stopped["step"] == 768
     runner.resume(interrupted, host=host, show_progress=False)
