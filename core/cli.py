@@ -15,6 +15,7 @@ from typing import Any
 
 from forgelab.core.errors import ForgelabError
 from forgelab.core.registry import PLURALS
+from forgelab.core.report_cli import COMMANDS as REPORT_COMMANDS
 
 EPILOG = """examples:
   forgelab run cartpole-ppo                      train, logging to W&B (offline without an account)
@@ -361,11 +362,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cmd_eval,
-            "sample": cmd_sample}
-COMMANDS["watch"] = cmd_watch
-
-
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     from forgelab.testing.scaffold import new_plugin
 
@@ -376,20 +372,15 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS["new-plugin"] = cmd_new_plugin
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from forgelab.core.sweep import run_sweep
 
     return run_sweep(args, _host())
 
 
-COMMANDS["sweep"] = cmd_sweep
-
-from forgelab.core.report_cli import COMMANDS as REPORT_COMMANDS  # noqa: E402
-
-COMMANDS.update(REPORT_COMMANDS)
+COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cmd_eval,
+            "watch": cmd_watch, "sample": cmd_sample, "new-plugin": cmd_new_plugin,
+            "sweep": cmd_sweep, **REPORT_COMMANDS}  # report, compare, runs
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -30,9 +30,10 @@ from pydantic import (
 from forgelab.core.errors import ConfigError, closest, unknown_name_message
 
 EXPERIMENTS_ENV = "FORGELAB_EXPERIMENTS"
-# torch threads per job. Measured on a 2-core machine with other jobs running (README,
-# "Threads"): one thread was 2-4x faster than torch's default of one per core for every family,
-# because networks this small spend more time synchronising threads than computing.
+# torch threads per job. Measured (README, "Threads"): on a 2-core machine with other jobs
+# running, one thread was 5-17x faster in wall time than torch's default of one per core, for
+# every family, because networks this small spend more time synchronising threads than
+# computing; on idle cores of a 16-core host, at most 13% slower for a fraction of the CPU time.
 DEFAULT_THREADS = 1
 NAME_MAX = 100
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # NAME_MAX characters

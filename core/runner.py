@@ -326,11 +326,10 @@ def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost |
 
     Only ``train.*`` and ``tracking.*`` may be overridden (e.g. a longer ``train.total_steps``).
     """
+    from forgelab.core.loading import nothing_to_resume
     from forgelab.core.runlock import RunLock
 
     run, info, changed = prepare_resume(run_dir, overrides, host)
-    from forgelab.core.loading import nothing_to_resume
-
     reason = nothing_to_resume(Path(run_dir), run.config, info)
     if reason is not None:  # say why, and open no W&B run for it
         print(reason, file=sys.stderr)
@@ -434,10 +433,10 @@ def _failure(exc: BaseException, component: Any) -> ForgelabError | None:
 
 def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
          show_progress: bool) -> Path:
-    config = run.config
-    total = config.train.total_steps if config.kind == "agent" else config.train.epochs
     from forgelab.core.faults import as_user_error
 
+    config = run.config
+    total = config.train.total_steps if config.kind == "agent" else config.train.epochs
     state = checkpoint_dir = None
     if resume:
         state, checkpoint_dir = _load_for_resume(run_dir)
@@ -455,9 +454,9 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
             discard_run_dir(run_dir)
         raise (as_user_error(exc) or exc) from None
     try:
-        # Bad options that only the component can check (e.g. DQN on a Box action space), a
-        # factory that raises, a checkpoint that does not fit: nothing was trained, so a new
-        # run leaves nothing behind and a resumed one keeps its status.
+        # A factory that raises or a checkpoint that does not fit (the component's own checks
+        # ran in prepare): nothing was trained, so a new run leaves nothing behind and a
+        # resumed one keeps its status.
         component = _build(run, ctx)
         if state is not None:
             _restore(component, state, checkpoint_dir)
