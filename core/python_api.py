@@ -164,42 +164,36 @@ class Run:
         return str(json.loads((self.dir / "run.json").read_text(encoding="utf-8"))
                    .get("status"))
 
+    def _read(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """metrics.jsonl's rows and merged summary (the reader ``forgelab report`` uses: a line
+        cut short by a crash or a run still writing is skipped), NaN strings as floats."""
+        from forgelab.core.results import read_metrics
+
+        rows, summary = read_metrics(self.dir / "metrics.jsonl")
+        return ([{k: _number(v) for k, v in row.items()} for row in rows],
+                {k: _number(v) for k, v in summary.items()})
+
     @property
     def history(self) -> list[dict[str, Any]]:
         """Every logged row of ``metrics.jsonl`` in order (media rows hold file paths)."""
-        path = self.dir / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "summary" not in row:
-                rows.append({k: _number(v) for k, v in row.items()})
-        return rows
+        return self._read()[0]
 
     @property
     def summary(self) -> dict[str, Any]:
         """The run summary: final values the run wrote (test metrics, best evaluation)."""
-        path = self.dir / "metrics.jsonl"
-        summary: dict[str, Any] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and '"summary"' in line:
-                    summary.update(json.loads(line).get("summary", {}))
-        return {k: _number(v) for k, v in summary.items()}
+        return self._read()[1]
 
     @property
     def metrics(self) -> dict[str, float]:
         """Final metrics: the last value of every logged number, then the summary on top."""
+        rows, summary = self._read()
         final: dict[str, float] = {}
-        for row in self.history:
+        for row in rows:
             for key, value in row.items():
                 if key != "_time" and isinstance(value, (int, float)) \
                         and not isinstance(value, bool):
                     final[key] = value
-        final.update({k: v for k, v in self.summary.items() if isinstance(v, (int, float))})
+        final.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})
         return final
 
     def series(self, key: str, axis: str | None = None) -> tuple[list[float], list[float]]:
