@@ -108,6 +108,8 @@ class CheckpointManager:
         self.keep = keep
         #: the run's tracker when it writes metrics.jsonl: each checkpoint records its row count
         self.metrics_log: Tracker | None = None
+        #: the run's training loop: its schedule state (best value, evaluations) is saved too
+        self.loop: Any = None
 
     # ------------------------------------------------------------------- write
     def save(self, component: Component, step: int | None = None, *, best: bool = False,
@@ -140,6 +142,8 @@ class CheckpointManager:
         }
         if self.metrics_log is not None:
             state["log_rows"] = self.metrics_log.rows
+        if self.loop is not None:
+            state["loop"] = self.loop.state_dict()
         tmp = self.directory / f".tmp-{uuid.uuid4().hex[:8]}"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

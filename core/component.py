@@ -18,7 +18,7 @@ The runner calls, in order::
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # keep `import forgelab.core` free of torch and gymnasium
 
     from forgelab.core.checkpoints import CheckpointManager
     from forgelab.core.config import ExperimentConfig, TrainSpec
+    from forgelab.core.family import Family
+    from forgelab.core.loop import TrainingLoop
     from forgelab.core.progress import Progress
     from forgelab.core.registry import Registry
     from forgelab.core.tracking import Tracker
@@ -100,6 +102,9 @@ class RunContext:
     :param progress: the progress bar; call ``progress.update(step, **metrics)``.
     :param registry: the component registry (datasets are looked up here).
     :param job_type: ``train``, ``eval`` or ``sample``.
+    :param family: the component's family (unit, budget, axes, best metric).
+    :param inputs: what the family gives the component to train on: env builders for an agent
+        (:class:`forgelab.envs.building.Environments`), the dataset loader for a model.
     """
 
     config: ExperimentConfig
@@ -112,6 +117,9 @@ class RunContext:
     registry: Registry
     job_type: str = "train"
     resumed: bool = False
+    family: Family | None = None
+    inputs: Any = None
+    loop: TrainingLoop | None = None
     stop_signal: int | None = None  # the signal that asked the run to stop
     _stop: threading.Event = field(default_factory=threading.Event)
     _dataset: Any = None
@@ -131,6 +139,22 @@ class RunContext:
     def train(self) -> TrainSpec:
         """Shorthand for ``config.train`` (budget and schedules)."""
         return self.config.train
+
+    @property
+    def budget(self) -> int:
+        """How long to train, in the family's unit (env steps, epochs)."""
+        return self.loop.budget
+
+    def update(self, component: Component, step: int, metrics: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> dict[str, float] | None:
+        """The one call after each update: log ``metrics``, evaluate when due (keeping
+        ``best``), save periodic checkpoints, move the progress bar
+        (:meth:`forgelab.core.loop.TrainingLoop.update` has the keywords)."""
+        return self.loop.update(component, step, metrics, **kwargs)
+
+    def log_due(self, step: int) -> bool:
+        """Whether an update ending at ``step`` crossed a ``train.log_every`` mark."""
+        return self.loop.log_due(step)
 
     def maybe_checkpoint(self, component: Component, step: int, last_step: int) -> bool:
         """Save a periodic checkpoint when ``step`` crossed a ``train.checkpoint_every`` mark.

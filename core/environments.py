@@ -346,3 +346,37 @@ def final_observations(next_obs: np.ndarray, infos: dict[str, Any]) -> np.ndarra
         if done:
             real[i] = infos["final_obs"][i]
     return real
+
+
+class Environments:
+    """An agent's ``ctx.inputs``: the builders of the experiment's environments.
+
+    :param spec: the experiment's ``env`` section.
+    :param seed: the run's seed; evaluation episodes use their own stream from ``eval_seed``.
+    """
+
+    def __init__(self, spec: EnvSpec, seed: int) -> None:
+        self.spec, self.seed = spec, seed
+
+    @property
+    def eval_seed(self) -> int:
+        """The first evaluation episode's seed (episode ``i`` uses ``eval_seed + i``)."""
+        return self.seed + 100_000
+
+    def make_env(self, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+        """One environment with the experiment's wrappers, reset with ``seed`` (the run's by
+        default)."""
+        env = make_env(self.spec, render_mode=render_mode)
+        env.reset(seed=self.seed if seed is None else seed)
+        return env
+
+    def make_vec_env(self) -> gym.vector.VectorEnv:
+        """The training vector env (``env.num_envs`` copies, sync, async or gymnasium's native
+        batch env; same-step autoreset). Unseeded: call ``envs.reset(seed=...)`` once (sub-env
+        ``i`` gets ``seed + i``); a finished episode's last observation is in
+        ``info["final_obs"]`` (:func:`final_observations`)."""
+        return make_vec_env(self.spec)
+
+    def make_eval_env(self, render_mode: str | None = "rgb_array") -> gym.Env:
+        """An evaluation env, separate from the training envs."""
+        return make_env(self.spec, render_mode=render_mode, for_eval=True)

@@ -155,3 +155,15 @@ def register_launchers(register):
     ``forgelab run`` process (see :mod:`forgelab.core.launchers`); ``forgelab sweep
     --launcher NAME`` picks one.
     """
+
+
+@hookspec
+def register_families(register):
+    """Register families of components: ``register(family)`` with a
+    :class:`forgelab.core.family.Family` (its key, step unit, budget, W&B axes, best metric
+    and the import path of its support module).
+
+    The runner treats every family the same way; forgelab's own RL and generative families are
+    registered by its built-in plugins through this hook. A plugin adding a new family also
+    registers its components with the family's ``component_key`` as their kind.
+    """

@@ -21,6 +21,7 @@ import pluggy
 
 from forgelab.core import hookspecs
 from forgelab.core.errors import PluginError, closest
+from forgelab.core.family import Family, family_for
 from forgelab.core.registry import (
     DuplicateRegistration,
     Kind,
@@ -175,6 +176,7 @@ class PluginHost:
         self.plugins: dict[str, PluginInfo] = {}
         self.experiments: dict[str, ExperimentFile] = {}
         self._envs_applied = False
+        self._families: dict[str, Family] | None = None
 
     # ----------------------------------------------------------------- discovery
     def load_entry_points(self) -> PluginHost:
@@ -424,23 +426,65 @@ class PluginHost:
                 f"(strict because {STRICT_ENV} is set)",
             )
 
+    # ------------------------------------------------------------------- families
+    def families(self) -> dict[str, Family]:
+        """Every family the plugins register (``register_families``), by name; a plugin that
+        fails to register one is reported and skipped, a second family for the same name or
+        component key is refused with the plugin that registered the first."""
+        if self._families is not None:
+            return self._families
+        found: dict[str, Family] = {}
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.register_families.get_hookimpls():
+
+            def register(family: Any, _plugin: str = impl.plugin_name) -> None:
+                if not isinstance(family, Family):
+                    raise RegistrationError(f"register({family!r}): a family is a "
+                                            "forgelab.core.family.Family")
+                for other in found.values():
+                    if family.name == other.name or family.component_key == other.component_key:
+                        raise RegistrationError(
+                            f"family {family.name!r} ({family.component_key}:) clashes with "
+                            f"family {other.name!r} of plugin {owners[other.name]!r}")
+                found[family.name] = family
+                owners[family.name] = _plugin
+
+            try:
+                impl.function(register=register)
+            except CONTAINED as exc:
+                _reraise_signal(exc)
+                info = self.plugins.get(impl.plugin_name)
+                message = f"failed to register a family: {type(exc).__name__}: {exc}"
+                if info is not None:
+                    self._fail(info, message, exc)
+                else:
+                    print(f"warning: plugin {impl.plugin_name!r} {message}", file=sys.stderr)
+        self._families = found
+        return found
+
+    def family(self, config: Any) -> Family:
+        """The family of an experiment's component (by the key it sets: ``agent``, ``model``)."""
+        return family_for(config, self.families())
+
     def provenance(self, config: Any) -> dict[str, dict[str, Any]]:
         """Which plugin, distribution and version provided each component of an experiment
         (recorded in run.json and the W&B config)."""
-        wanted: list[tuple[str, Kind, str]] = [(config.kind, config.kind, config.component)]
-        if config.dataset:
-            wanted.append(("dataset", "dataset", config.dataset))
-        if config.env is not None:
-            wanted.append(("env", "env", config.env.id))
+        family = self.family(config)
+        wanted = [(family.component_key, config.component), *family.input_names(config)]
         out = {}
-        for key, kind, name in wanted:
+        for kind, name in wanted:
             reg = self.registry.find(kind, name)
             if reg is not None:
-                out[key] = {"name": name, "plugin": reg.source.plugin,
-                            "distribution": reg.source.distribution,
-                            "version": reg.source.version}
-            elif kind == "env":
-                out[key] = {"name": name, "plugin": None, **_env_distribution(name)}
+                out[kind] = {"name": name, "plugin": reg.source.plugin,
+                             "distribution": reg.source.distribution,
+                             "version": reg.source.version}
+                continue
+            # An input no plugin registered (a gymnasium env of gymnasium's own registry):
+            # the family's support module may know where it comes from.
+            origin = getattr(family.load_support(), "input_origin", None)
+            found = origin(kind, name) if origin is not None else None
+            if found is not None:
+                out[kind] = {"name": name, "plugin": None, **found}
         return out
 
     def explain_missing(self, kind: Kind, name: str) -> str | None:

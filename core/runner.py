@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from forgelab.core.config import ExperimentConfig, dump_yaml, read_yaml, validate_experiment
 from forgelab.core.config import validate_options as _validate_options
 from forgelab.core.errors import ConfigError, ForgelabError
+from forgelab.core.family import Family
 from forgelab.core.pluginhost import PluginHost, get_host
 from forgelab.core.wandb_agent import run_info as agent_run_info
 
@@ -58,72 +59,46 @@ def new_run_id() -> str:
 
 @dataclass
 class PreparedRun:
-    """An experiment with its component resolved and its options validated."""
+    """An experiment with its component resolved, its options validated and its checks run."""
 
     config: ExperimentConfig
     options: BaseModel | dict[str, Any]
     factory: Any
     host: PluginHost
+    family: Family
 
     def resolved_config(self) -> dict[str, Any]:
         """The config with the component's options filled in with their defaults."""
         data = self.config.model_dump(mode="json")
         options = (self.options.model_dump(mode="json") if isinstance(self.options, BaseModel)
                    else dict(self.options))
-        data["agent_options" if self.config.kind == "agent" else "model_options"] = options
+        data[f"{self.family.component_key}_options"] = options
         return data
 
 
 def prepare(config: ExperimentConfig, host: PluginHost | None = None) -> PreparedRun:
-    """Look the component up and validate its options (and dataset / env names)."""
+    """Everything that can be checked before a run exists, the same for every family: the
+    component's registration, its options, its inputs (the family's ``check_inputs``: an env's
+    spaces, a dataset), the registration's own ``check`` and the device. ``--dry-run`` stops
+    here, so it fails exactly when the run would."""
     host = host or get_host()
-    kind = config.kind
-    key = "agent" if kind == "agent" else "model"
+    family = host.family(config)
+    key = family.component_key
     try:
-        reg = host.registry.get(kind, config.component)
+        reg = host.registry.get(key, config.component)
     except ForgelabError as exc:
         raise ConfigError(f"{key}: {exc.message}", hint=exc.hint) from None
     options = _validate_options(reg.load_config(), config.component_options, key, reg.name,
                                 experiment=config)
-    spaces = None
-    if kind == "model":
-        try:
-            dataset = host.registry.get("dataset", config.dataset)
-        except ForgelabError as exc:
-            raise ConfigError(f"dataset: {exc.message}", hint=exc.hint) from None
-        dataset_options = _validate_options(dataset.load_config(), config.dataset_options,
-                                            "dataset", dataset.name)
-        if reg.metadata.get("check") is not None:  # the model's check reads the data
-            spaces = _load_without_rng(dataset.load_factory(), dataset_options, config.seed)
-    else:
-        host.apply_env_registrations()
-        from forgelab.core.environments import check_env_spec
-
-        spaces = check_env_spec(config.env)
+    inputs = family.load_support().check_inputs(config, host, reg)
     check = reg.load_check()
     if check is not None:
-        check(options, config, spaces)
+        check(options, config, inputs)
     from forgelab.core.device import resolve_device
 
     resolve_device(config.device)  # an absent device fails now, not after the run dir exists
-    return PreparedRun(config=config, options=options, factory=reg.load_factory(), host=host)
-
-
-def _load_without_rng(factory: Any, options: Any, seed: int) -> Any:
-    """A dataset for the pre-run check, loaded without touching the global RNGs (the run then
-    loads its own copy after seeding, exactly as it would without the check)."""
-    import random
-
-    import numpy as np
-    import torch
-
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            return factory(options, seed)
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+    return PreparedRun(config=config, options=options, factory=reg.load_factory(), host=host,
+                       family=family)
 
 
 def create_run_dir(config: ExperimentConfig) -> tuple[Path, str]:
@@ -220,19 +195,16 @@ def _tracker_for(run: PreparedRun, run_dir: Path, run_id: str, job_type: str,
     config = run.config
     tracking = config.tracking
     mode = resolve_mode(tracking.mode)
-    tags = list(dict.fromkeys([config.component, *( [config.dataset] if config.dataset else []),
-                               *([config.env.id] if config.env else []), *tracking.tags]))
+    inputs = [name for _, name in run.family.input_names(config)]
+    tags = list(dict.fromkeys([config.component, *inputs, *tracking.tags]))
     tracker = Tracker(
         run_dir, mode=mode, run_id=run_id, resume=resume,
         project=tracking.project, entity=tracking.entity,
         group=tracking.group or config.name, job_type=job_type, tags=tags,
         name=f"{config.name}-{run_id}", config=wandb_config,
     )
-    if config.kind == "agent":
-        tracker.define_axis("global_step", ["train/*", "eval/*", "rollout/*", "perf/*"])
-    else:
-        tracker.define_axis("step", ["train/*", "perf/*"])
-        tracker.define_axis("epoch", ["val/*", "eval/*", "samples/*", "test/*"])
+    for axis, patterns in run.family.axes:
+        tracker.define_axis(axis, list(patterns))
     return tracker
 
 
@@ -248,6 +220,7 @@ def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, r
         resolve_device,
         seed_everything,
     )
+    from forgelab.core.loop import TrainingLoop
     from forgelab.core.progress import Progress
 
     config = run.config
@@ -261,12 +234,16 @@ def build_context(run: PreparedRun, run_dir: Path, run_id: str, job_type: str, r
         tracker=tracker if config.tracking.log_checkpoints else None,
         artifact_name=f"{config.name}-{run_id}",
     )
-    unit = "step" if config.kind == "agent" else "epoch"
-    progress = Progress(progress_total, unit=unit, initial=progress_initial,
+    progress = Progress(progress_total, unit=run.family.unit, initial=progress_initial,
                         enabled=show_progress, description=config.name)
-    return RunContext(config=config, run_dir=run_dir, device=device, seed=config.seed,
-                      tracker=tracker, checkpoints=checkpoints, progress=progress,
-                      registry=run.host.registry, job_type=job_type, resumed=resume)
+    ctx = RunContext(config=config, run_dir=run_dir, device=device, seed=config.seed,
+                     tracker=tracker, checkpoints=checkpoints, progress=progress,
+                     registry=run.host.registry, job_type=job_type, resumed=resume,
+                     family=run.family)
+    ctx.loop = TrainingLoop(ctx, run.family)
+    checkpoints.loop = ctx.loop
+    ctx.inputs = run.family.load_support().run_inputs(config, ctx)
+    return ctx
 
 
 def train(config: ExperimentConfig, host: PluginHost | None = None,
@@ -370,13 +347,16 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return read_yaml(run_dir / CONFIG_FILE), info
 
 
-def _restore(component: Any, state: dict[str, Any], checkpoint_dir: Path) -> None:
-    """Put a loaded checkpoint back: the component's state, its own files, the global RNG."""
+def _restore(component: Any, ctx: Any, state: dict[str, Any], checkpoint_dir: Path) -> None:
+    """Put a loaded checkpoint back: the component's state, its own files, the training
+    loop's schedule state and the global RNG."""
     from forgelab.core.checkpoints import loading_errors, restore_rng
     from forgelab.core.loading import restore_component
 
     restore_component(component, state, checkpoint_dir)
     with loading_errors(checkpoint_dir):
+        if isinstance(state.get("loop"), dict):
+            ctx.loop.load_state_dict(state["loop"])
         restore_rng(state["rng"])
 
 
@@ -436,7 +416,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     from forgelab.core.faults import as_user_error
 
     config = run.config
-    total = config.train.total_steps if config.kind == "agent" else config.train.epochs
+    total = run.family.budget(config)
     state = checkpoint_dir = None
     if resume:
         state, checkpoint_dir = _load_for_resume(run_dir)
@@ -459,7 +439,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         # resumed one keeps its status.
         component = _build(run, ctx)
         if state is not None:
-            _restore(component, state, checkpoint_dir)
+            _restore(component, ctx, state, checkpoint_dir)
     except BaseException as exc:
         ctx.progress.close()
         ctx.tracker.finish(exit_code=1, quiet=True)
@@ -478,6 +458,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     try:
         with _stop_on_signals(ctx):
             try:
+                ctx.loop.start(int(getattr(component, "step", 0)))
                 component.fit()
                 ctx.checkpoints.save(component)
             except KeyboardInterrupt as exc:
@@ -535,8 +516,8 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     return run_dir
 
 
-def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
-                which: str) -> tuple[Any, Any, Path]:
+def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None, which: str,
+                prepared: PreparedRun | None = None) -> tuple[Any, Any, Path]:
     """Rebuild a saved run's component in a new ``<run_dir>/<job_type>s/`` job with its
     checkpoint loaded, for `forgelab sample` and the conformance kit (`forgelab eval` builds its
     own job in :func:`forgelab.core.playback.evaluate`). Whatever fails on the way leaves no job
@@ -544,8 +525,8 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
     from forgelab.core.faults import as_user_error
 
     data, info = load_run(run_dir)
-    config = validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE))
-    run = prepare(config, host)
+    run = prepared or prepare(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
+                              host)
     from forgelab.core.checkpoints import CheckpointManager
 
     state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
@@ -568,7 +549,7 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None,
     ctx.checkpoints.tracker = None  # a job reads checkpoints; it never writes one
     try:
         component = _build(run, ctx)
-        _restore(component, state, checkpoint_dir)
+        _restore(component, ctx, state, checkpoint_dir)
     except BaseException as exc:
         _end_job(ctx, ok=False)
         raise (as_user_error(exc) or exc) from None
@@ -596,12 +577,13 @@ def evaluate(run_dir: Path, which: str = "best", host: PluginHost | None = None
     return playback.evaluate(Path(run_dir), which=which, host=host)
 
 
-def _check_sample_request(config: ExperimentConfig, n: int, out: Path | None) -> None:
+def _check_sample_request(run: PreparedRun, n: int, out: Path | None) -> None:
     """What `forgelab sample` can tell before it starts a job."""
-    if config.kind == "agent":
-        raise ForgelabError(f"{config.component!r} is an agent and cannot draw samples",
+    factory = run.factory
+    if isinstance(factory, type) and not hasattr(factory, "sample_to_file"):
+        raise ForgelabError(f"{run.config.component!r} ({run.family.name}) cannot draw samples",
                             hint="`forgelab sample` works on generative-model runs; "
-                            "`forgelab eval` evaluates an agent")
+                            "`forgelab eval` evaluates any run")
     if out is not None:
         if out.suffix.lower() not in {".png", ".csv"}:
             raise ForgelabError(f"cannot write samples to {out.name}: use a .png file "
@@ -618,9 +600,9 @@ def sample(run_dir: Path, n: int, out: Path | None, which: str = "best",
 
     data, _ = load_run(run_dir)
     out = Path(out) if out else None
-    _check_sample_request(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
-                          n, out)
-    component, ctx, _ = _job_in_run(run_dir, "sample", host, which)
+    run = prepare(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)), host)
+    _check_sample_request(run, n, out)
+    component, ctx, _ = _job_in_run(run_dir, "sample", host, which, prepared=run)
     ok = False
     try:
         if not hasattr(component, "sample_to_file"):

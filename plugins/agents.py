@@ -4,6 +4,18 @@ Factories and config classes are import strings, so listing agents never imports
 """
 
 from forgelab.core import hookimpl
+from forgelab.core.family import Family
+
+# How the runner treats every agent (native, SB3 or a plugin's): env steps against
+# `train.total_steps`, one `global_step` axis, the best checkpoint by mean evaluation return.
+RL = Family(
+    name="rl", component_key="agent", unit="step", budget_key="total_steps",
+    axes=(("global_step", ("train/*", "eval/*", "rollout/*", "perf/*")),),
+    inputs=(("env", "env.id"),), support="forgelab.agents.family",
+    best_metric="eval/return_mean", best_mode="max", best_summary="eval/best_return_mean",
+    throughput_key="perf/sps",
+    description="reinforcement learning: an agent trained on a gymnasium env for "
+    "train.total_steps env steps")
 
 _AGENTS = {
     "dqn": ("forgelab.agents.dqn", "DQN",
@@ -41,3 +53,8 @@ def register_agents(register):
         register(name, f"{module}:{cls}", config=f"{module}:{cls}Config",
                  description=description, check=f"forgelab.agents.checks:{_CHECKS[name]}",
                  conformance={"agent_options": _CONFORMANCE[name]})
+
+
+@hookimpl
+def register_families(register):
+    register(RL)

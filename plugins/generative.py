@@ -6,6 +6,17 @@ A dataset factory is ``factory(options, seed) -> forgelab.generative.datasets.Sp
 """
 
 from forgelab.core import hookimpl
+from forgelab.core.family import Family
+
+# How the runner treats every generative model: epochs against `train.epochs`, train/ rows per
+# batch (`step`) and evaluations per `epoch`, the best checkpoint by the lowest validation loss
+# (a model names its own metric with `best_metric`), an evaluation every epoch by default.
+GENERATIVE = Family(
+    name="generative", component_key="model", unit="epoch", budget_key="epochs",
+    axes=(("step", ("train/*", "perf/*")), ("epoch", ("val/*", "eval/*", "samples/*", "test/*"))),
+    inputs=(("dataset", "dataset"),), support="forgelab.generative.family",
+    best_metric="val/loss", best_mode="min", default_eval_every=1,
+    description="generative models: a model trained on a dataset for train.epochs epochs")
 
 _AE = "forgelab.generative.autoencoders"
 _GAN = "forgelab.generative.gan"
@@ -75,3 +86,8 @@ def register_generative_models(register):
 def register_datasets(register):
     for name, (factory, config, description) in _DATASETS.items():
         register(name, factory, config=config, description=description)
+
+
+@hookimpl
+def register_families(register):
+    register(GENERATIVE)

@@ -169,6 +169,7 @@ def test_a_component_config_error_leaves_no_run_behind() -> None:
     from forgelab.core import hookimpl
     from forgelab.core.config import validate_experiment
     from forgelab.core.pluginhost import PluginHost
+    from forgelab.plugins import agents as builtin_agents
 
     def picky_agent(options, ctx):
         raise ConfigError("picky needs a Box action space, CartPole-v1 has Discrete(2)")
@@ -176,6 +177,7 @@ def test_a_component_config_error_leaves_no_run_behind() -> None:
     plugin = types.ModuleType("picky_plugin")
     plugin.register_agents = hookimpl(lambda register: register("picky", picky_agent))
     host = PluginHost(strict=True, disabled=())
+    host.add_plugin(builtin_agents, "agents")  # the RL family comes from a plugin too
     host.add_plugin(plugin, "picky")
     config = validate_experiment({"agent": "picky", "env": "CartPole-v1",
                                   "train": {"total_steps": 10}})
@@ -190,6 +192,7 @@ def test_a_registration_check_runs_before_anything_is_created() -> None:
     from forgelab.core import hookimpl
     from forgelab.core.config import validate_experiment
     from forgelab.core.pluginhost import PluginHost
+    from forgelab.plugins import agents as builtin_agents
 
     seen = []
 
@@ -204,6 +207,7 @@ def test_a_registration_check_runs_before_anything_is_created() -> None:
         "boxy", "forgelab.agents.random_agent:RandomAgent",
         config="forgelab.agents.random_agent:RandomAgentConfig", check=needs_box))
     host = PluginHost(strict=True, disabled=())
+    host.add_plugin(builtin_agents, "agents")  # the RL family comes from a plugin too
     host.add_plugin(plugin, "boxy")
     config = validate_experiment({"agent": "boxy", "env": "CartPole-v1",
                                   "train": {"total_steps": 10}})
