@@ -23,11 +23,11 @@ from torch.nn import functional as F
 
 from forgelab.agents.checks import check_policy_gradient
 from forgelab.agents.encoders import make_encoder
-from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
-from forgelab.core.environments import completed_episodes
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.envs.building import completed_episodes
+from forgelab.envs.snapshots import restore_env, snapshot_env
 
 LOG_2PI = math.log(2.0 * math.pi)
 _LINEAR = re.compile(r"^lin_([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")

@@ -55,12 +55,12 @@ from torch import nn
 from forgelab.agents.checks import check_dqn
 from forgelab.agents.common import clip_grad_norm
 from forgelab.agents.encoders import make_encoder
-from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
-from forgelab.core.environments import completed_episodes, final_observations
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.envs.building import completed_episodes, final_observations
+from forgelab.envs.snapshots import restore_env, snapshot_env
 
 
 # ---------------------------------------------------------------------------- options

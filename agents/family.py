@@ -17,7 +17,7 @@ def check_inputs(config: ExperimentConfig, host: PluginHost, registration: Regis
     """Build the experiment's env once (with its wrappers) and return its
     ``(observation_space, action_space)`` for the agent's check; an unknown id, bad kwargs or
     an unknown wrapper is a ConfigError."""
-    from forgelab.core.environments import check_env_spec
+    from forgelab.envs.building import check_env_spec
 
     host.apply_env_registrations()
     return check_env_spec(config.env)
@@ -25,7 +25,7 @@ def check_inputs(config: ExperimentConfig, host: PluginHost, registration: Regis
 
 def run_inputs(config: ExperimentConfig, ctx: RunContext) -> Any:
     """The env builders of the run (training vector env, single envs, evaluation env)."""
-    from forgelab.core.environments import Environments
+    from forgelab.envs.building import Environments
 
     return Environments(config.env, ctx.seed)
 

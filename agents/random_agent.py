@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from forgelab.agents.envstate import restore_env, snapshot_env
 from forgelab.core.component import RunContext
-from forgelab.core.environments import completed_episodes
 from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.envs.building import completed_episodes
+from forgelab.envs.snapshots import restore_env, snapshot_env
 
 
 class RandomAgentConfig(BaseModel):

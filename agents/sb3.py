@@ -10,7 +10,7 @@ and, in full, in SB3's source.
 What the adapter does, top to bottom:
 
 1. **Environment.** The experiment's ``env`` section is built with forgelab's own
-   :func:`~forgelab.core.environments.make_env` (same wrappers, raw episode statistics) and
+   :func:`~forgelab.envs.building.make_env` (same wrappers, raw episode statistics) and
    wrapped in SB3's ``DummyVecEnv`` (``vectorization: sync``) or ``SubprocVecEnv`` (``async``).
    The algorithm is constructed with ``seed=ctx.seed``, so sub-env ``i`` is reset with
    ``seed + i``, as in forgelab's own vector envs. An algorithm that cannot act in the env's
@@ -63,10 +63,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
 from forgelab.core.component import RunContext
 from forgelab.core.config import EnvSpec, ExperimentConfig
-from forgelab.core.environments import make_env
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.core.evaluation import PeriodicEvaluator
 from forgelab.core.tracking import Tracker
+from forgelab.envs.building import make_env
 
 MODEL_FILE = "model.zip"
 BUFFER_FILE = "replay_buffer.npz"

@@ -80,8 +80,8 @@ def run_sb3(seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from forgelab.core.config import EnvSpec
-    from forgelab.core.environments import make_env
     from forgelab.core.evaluation import run_episodes
+    from forgelab.envs.building import make_env
 
     class MinAtarCNN(BaseFeaturesExtractor):
         """forgelab's MinAtar encoder: HxWxC grid -> conv 16 3x3 -> ReLU -> flatten."""

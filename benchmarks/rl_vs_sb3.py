@@ -229,8 +229,8 @@ def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Re
     from stable_baselines3.common.logger import Logger
 
     from forgelab.core.config import EnvSpec
-    from forgelab.core.environments import make_env
     from forgelab.core.evaluation import run_episodes
+    from forgelab.envs.building import make_env
 
     zoo = ZOO[algo]
     total = min(zoo["total_steps"], args.max_steps or zoo["total_steps"])

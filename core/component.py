@@ -172,7 +172,7 @@ class RunContext:
     # -------------------------------------------------------------- environments
     def make_env(self, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
         """One environment with the experiment's wrappers, seeded (``ctx.seed`` by default)."""
-        from forgelab.core.environments import make_env
+        from forgelab.envs.building import make_env
 
         env = make_env(self.config.env, render_mode=render_mode)
         env.reset(seed=self.seed if seed is None else seed)
@@ -183,15 +183,15 @@ class RunContext:
 
         Unseeded: call ``envs.reset(seed=ctx.seed)`` once (sub-env ``i`` gets ``seed + i``). The
         last observation of a finished episode is in ``info["final_obs"]``
-        (:func:`forgelab.core.environments.final_observations`).
+        (:func:`forgelab.envs.building.final_observations`).
         """
-        from forgelab.core.environments import make_vec_env
+        from forgelab.envs.building import make_vec_env
 
         return make_vec_env(self.config.env)
 
     def make_eval_env(self, render_mode: str | None = "rgb_array") -> gym.Env:
         """An evaluation env with its own seed stream, separate from the training envs."""
-        from forgelab.core.environments import make_env
+        from forgelab.envs.building import make_env
 
         return make_env(self.config.env, render_mode=render_mode, for_eval=True)
 

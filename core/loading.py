@@ -254,8 +254,8 @@ class Policy(_Loaded):
         :param render_mode: e.g. ``human`` for a window or ``rgb_array`` for frames.
         :param seed: reset once with this seed (default: leave it unseeded until you reset).
         """
-        from forgelab.core.environments import make_env
         from forgelab.core.pluginhost import get_host
+        from forgelab.envs.building import make_env
 
         get_host().apply_env_registrations()
         env = make_env(self.config.env, render_mode=render_mode, for_eval=True)

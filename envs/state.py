@@ -1,6 +1,6 @@
 """Exact resume for RL agents: snapshot and restore the full state of (vector) environments.
 
-The public home of :mod:`forgelab.agents.envstate` (where the implementation lives)::
+The public home of :mod:`forgelab.envs.snapshots` (where the implementation lives)::
 
     from forgelab.envs.state import restore_env, snapshot_env
 
@@ -14,6 +14,6 @@ The snapshot is made of tensors, numbers, lists and dicts, so a checkpoint holdi
 ``torch.load(weights_only=True)``. See docs/plugins.md ("Exact resume").
 """
 
-from forgelab.agents.envstate import restore_env, snapshot_env
+from forgelab.envs.snapshots import restore_env, snapshot_env
 
 __all__ = ["restore_env", "snapshot_env"]

@@ -98,7 +98,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgelab.core.checkpoints import to_safe
-from forgelab.core.environments import completed_episodes
+from forgelab.envs.building import completed_episodes
 from forgelab.core.errors import ConfigError
 from forgelab.core.evaluation import PeriodicEvaluator
 from forgelab.envs.state import restore_env, snapshot_env

@@ -12,13 +12,13 @@ import pytest
 from conftest import forgelab_cli, read_metrics
 
 from forgelab.core.config import EnvSpec, load_experiment
-from forgelab.core.environments import (
+from forgelab.core.errors import ConfigError
+from forgelab.envs.building import (
     check_env_spec,
     completed_episodes,
     make_env,
     make_vec_env,
 )
-from forgelab.core.errors import ConfigError
 
 # A 6x6 open grid: the goal is 10 moves away, so a 6-step limit always truncates first.
 EXPERIMENT = """

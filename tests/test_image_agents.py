@@ -16,8 +16,8 @@ from conftest import forgelab_cli, read_metrics, run_experiment
 from forgelab.agents.encoders import choose_encoder, make_encoder
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import EnvSpec
-from forgelab.core.environments import check_env_spec, make_env
 from forgelab.core.errors import ConfigError
+from forgelab.envs.building import check_env_spec, make_env
 
 QUICK = ["device=cpu", "train.video_every=null", "train.checkpoint_every=null",
          "tracking.mode=disabled", "train.eval_episodes=1"]

@@ -16,14 +16,14 @@ from conftest import EXPERIMENTS, InterruptedPPO, forgelab_cli, read_metrics
 from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import EnvSpec, apply_overrides, parse_overrides, validate_experiment
-from forgelab.core.environments import (
+from forgelab.core.errors import ConfigError
+from forgelab.core.pluginhost import PluginHost
+from forgelab.envs.building import (
     check_env_spec,
     completed_episodes,
     final_observations,
     make_vec_env,
 )
-from forgelab.core.errors import ConfigError
-from forgelab.core.pluginhost import PluginHost
 
 
 def test_native_env_keeps_the_sync_contract() -> None:

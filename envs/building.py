@@ -281,7 +281,7 @@ def check_env_spec(spec: EnvSpec) -> tuple[gym.Space, gym.Space]:
     """Build the experiment's environment once (then close it) and return its observation and
     action spaces: a ``--dry-run`` check that raises the same ConfigErrors as training would."""
     if spec.vectorization == "vector":
-        from forgelab.core.native_vector import check_native
+        from forgelab.envs.native_vector import check_native
 
         check_native(spec)
     env = make_env(spec)
@@ -302,13 +302,13 @@ def _env_choices(env_id: str) -> list[str]:
 
 def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.VectorEnv:
     """``spec.num_envs`` copies of :func:`make_env` in a sync or async vector env (or, with
-    ``vectorization: vector``, gymnasium's native batch env: ``core/native_vector.py``).
+    ``vectorization: vector``, gymnasium's native batch env: ``envs/native_vector.py``).
 
     Autoreset is SAME_STEP: when a sub-env finishes, the returned observation is already the
     first of the next episode and the last one is in ``info["final_obs"]`` (the SB3 semantics).
     """
-    if spec.vectorization == "vector":  # gymnasium's native batch env (core/native_vector.py)
-        from forgelab.core.native_vector import make_native_vec_env
+    if spec.vectorization == "vector":  # gymnasium's native batch env (envs/native_vector.py)
+        from forgelab.envs.native_vector import make_native_vec_env
 
         return make_native_vec_env(spec)
     make_env(spec, render_mode=render_mode).close()  # fail early, in this process, on bad config

@@ -6,7 +6,7 @@ batch of copies at once (``gymnasium.make_vec(id, num_envs=N, vectorization_mode
 much as one step of one copy, instead of N Python steps through N wrapper chains.
 
 forgelab's agents expect what its sync and async vector envs give (:func:`make_vec_env` in
-``core/environments.py``): SAME_STEP autoreset (a finished sub-env's next observation is already
+``envs/building.py``): SAME_STEP autoreset (a finished sub-env's next observation is already
 the first of its next episode, the last one in ``info["final_obs"]``) and episode statistics in
 ``info["final_info"]["episode"]``. gymnasium's native envs autoreset on the NEXT step and record
 no statistics, so :class:`SameStepNative` resets the finished copies right after the step that
@@ -24,7 +24,7 @@ Differences from ``sync`` worth knowing:
   env as its ``max_episode_steps``) is accepted.
 * Evaluation and rollout videos use the ordinary single env (``make_env``), as with ``sync``.
 * Exact resume: the native env's state (physics, step counters, generator) and the episode
-  statistics here are plain arrays, captured by :mod:`forgelab.agents.envstate` like any other.
+  statistics here are plain arrays, captured by :mod:`forgelab.envs.snapshots` like any other.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def make_native_vec_env(spec: EnvSpec) -> gym.vector.VectorEnv:
         or rejects a kwarg.
     """
     check_native(spec)
-    from forgelab.core.environments import _wrapper_options
+    from forgelab.envs.building import _wrapper_options
 
     kwargs = dict(spec.kwargs)
     limit = spec.max_episode_steps or gym.registry[spec.id].max_episode_steps
