@@ -55,6 +55,11 @@ class Family:
         evaluation time left out (None: not logged).
     :param default_eval_every: the evaluation period when ``train.eval_every`` is not set
         (None: evaluate only at the end).
+    :param curve_axis: the axis a run's progress is read on in reports (``global_step``,
+        ``epoch``).
+    :param unit_label: the unit in sentences (``env steps``, ``epochs``).
+    :param headline_metrics: metric names (or prefixes) a report headlines, most informative
+        first; the first one is the default when none was logged.
     :param description: one line for ``forgelab plugins``.
     """
 
@@ -70,7 +75,16 @@ class Family:
     best_summary: str | None = None
     throughput_key: str | None = None
     default_eval_every: int | None = None
+    curve_axis: str = ""
+    unit_label: str = ""
+    headline_metrics: tuple[str, ...] = ()
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.curve_axis:
+            object.__setattr__(self, "curve_axis", self.axis)
+        if not self.unit_label:
+            object.__setattr__(self, "unit_label", f"{self.unit}s")
 
     @property
     def axis(self) -> str:
@@ -108,6 +122,14 @@ class FamilySupport(Protocol):
 
     def run_inputs(self, config: ExperimentConfig, ctx: RunContext) -> Any:
         """What the component receives as ``ctx.inputs`` (env builders, a dataset loader)."""
+
+
+def family_of_data(config: dict[str, Any], families: dict[str, Family]) -> Family | None:
+    """The family of a saved run's config (a ``config.yaml`` mapping), None when unknown."""
+    for family in families.values():
+        if config.get(family.component_key):
+            return family
+    return None
 
 
 def family_for(config: ExperimentConfig, families: dict[str, Family]) -> Family:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from forgelab.core.errors import ForgelabError
+from forgelab.core.family import Family, family_of_data
 
 CONFIG_FILE, RUN_INFO, METRICS_FILE = "config.yaml", "run.json", "metrics.jsonl"
 STUDY_FILES = ("study.json", "study.yaml", "study.yml")
@@ -34,9 +35,13 @@ IGNORED_KEYS = {"seed", "name", "output_dir", "device", "tracking", "train.total
                 "train.log_every", "train.eval_every"}
 # Substrings of metric names where smaller is better (losses, NLL, distances, errors).
 LOWER_IS_BETTER = ("loss", "nll", "elbo", "recon", "_fd", "error", "mse", "distance", "kl")
-# Default headline metrics of generative runs, most informative first.
-MODEL_METRICS = ("test/nll_k", "test/neg_elbo", "test/modes_captured",
-                 "test/forgelab_digits_fd", "test/recon")
+
+
+def _families() -> dict[str, Family]:
+    """The installed families (a report of saved runs needs only their descriptions)."""
+    from forgelab.core.pluginhost import get_host
+
+    return get_host().families()
 
 
 def lower_is_better(metric: str) -> bool:
@@ -107,23 +112,28 @@ class RunRecord:
         return "unfinished" if status == "running" else status
 
     @property
+    def family(self) -> Family | None:
+        """The run's family (from the installed plugins), None for one no plugin knows."""
+        return family_of_data(self.config, _families())
+
+    @property
     def kind(self) -> str:
-        return "agent" if self.config.get("agent") else "model"
+        return self.family.component_key if self.family else "?"
 
     @property
     def axis(self) -> str:
-        """The run's own step axis: env steps for agents, epochs for generative models."""
-        return "global_step" if self.kind == "agent" else "epoch"
+        """The run's own progress axis (env steps for agents, epochs for generative models)."""
+        return self.family.curve_axis if self.family else "step"
 
     @property
     def budget(self) -> int | None:
         train = self.config.get("train") or {}
-        value = train.get("total_steps" if self.kind == "agent" else "epochs")
+        value = train.get(self.family.budget_key) if self.family else None
         return int(value) if isinstance(value, int) else None
 
     @property
     def component(self) -> str:
-        return str(self.config.get("agent") or self.config.get("model") or "?")
+        return str(self.config.get(self.kind) or "?")
 
     @property
     def task(self) -> str:
@@ -335,21 +345,16 @@ def group_runs(runs: list[RunRecord]) -> list[Configuration]:
 
 
 def default_metric(run: RunRecord) -> str:
-    """The headline metric of a run: the evaluation return for agents (training returns if
-    it never evaluated), a test metric for generative models."""
+    """The headline metric of a run: the first of its family's headline metrics (names or
+    prefixes) that it logged, e.g. the evaluation return of an agent (training returns when it
+    never evaluated) or a test metric of a generative model."""
     names = run.metric_names()
-    if run.kind == "agent":
-        for name in ("eval/return_mean", "train/episode_return"):
-            if name in names:
-                return name
-        return "eval/return_mean"
-    for prefix in MODEL_METRICS:
+    headline = run.family.headline_metrics if run.family else ("eval/", "test/", "val/")
+    for prefix in headline:
         for name in names:
             if name.startswith(prefix):
                 return name
-    tests = [n for n in names if n.startswith("test/")]
-    vals = [n for n in names if n.startswith("val/")]
-    return (tests or vals or ["test/?"])[0]
+    return headline[0] if headline else "?"
 
 
 def curve_metric(metric: str, run: RunRecord) -> str:
@@ -374,25 +379,27 @@ def run_result_lines(run_dir: Path) -> list[str]:
     """What a finished job prints last: its result, best checkpoint, duration, next commands."""
     run = read_run(Path(run_dir))
     lines = []
-    unit = "env steps" if run.kind == "agent" else "epochs"
+    unit = run.family.unit_label if run.family else "steps"
     metric = default_metric(run)
     steps, values = run.series(metric)
-    if run.kind == "agent" and values:
+    # A final test split (generative models) is the result; otherwise the headline metric's
+    # last value and its best one over the run.
+    tests = {k: v for k, v in run.summary.items()
+             if k.startswith("test/") and isinstance(v, int | float)}
+    if tests:
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in list(tests.items())[:5])
+        lines.append(f"result (test split): {shown}")
+    elif values:
         finite = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
-        best = max(finite, key=lambda sv: sv[1]) if finite else (steps[-1], values[-1])
+        pick = min if lower_is_better(metric) else max
+        best = pick(finite, key=lambda sv: sv[1]) if finite else (steps[-1], values[-1])
         episodes = (run.config.get("train") or {}).get("eval_episodes")
-        what = (f"mean of {episodes} evaluation episodes" if metric.startswith("eval/")
-                else "training episodes, no evaluation was run")
-        lines.append(f"result: {metric} {_fmt(values[-1])} at step {steps[-1]:,} ({what}); "
-                     f"best {_fmt(best[1])} at step {best[0]:,}")
-    elif run.kind == "model":
-        tests = {k: v for k, v in run.summary.items()
-                 if k.startswith("test/") and isinstance(v, int | float)}
-        if tests:
-            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in list(tests.items())[:5])
-            lines.append(f"result (test split): {shown}")
-        elif values:
-            lines.append(f"result: {metric} {_fmt(values[-1])} at epoch {steps[-1]}")
+        what = (f" (mean of {episodes} evaluation episodes)" if metric == "eval/return_mean"
+                else " (training episodes, no evaluation was run)"
+                if metric == "train/episode_return" else "")
+        at = run.family.unit if run.family else "step"
+        lines.append(f"result: {metric} {_fmt(values[-1])} at {at} {steps[-1]:,}{what}; "
+                     f"best {_fmt(best[1])} at {at} {best[0]:,}")
     if not lines:
         lines.append(f"result: no {metric} was logged")
     pointer = run.path / "checkpoints" / "best"
@@ -404,7 +411,7 @@ def run_result_lines(run_dir: Path) -> list[str]:
     if duration is not None:
         took = f"{duration:,.0f} s" if duration >= 1 else "under 1 s"
         lines.append(f"took {took} ({progress}), status {run.status}")
-    budget_key = "train.total_steps" if run.kind == "agent" else "train.epochs"
+    budget_key = f"train.{run.family.budget_key}" if run.family else "train.?"
     extend = f" {budget_key}={2 * run.budget}" if run.budget and run.status == "finished" else ""
     lines.append(f"report: forgelab report {run.path.parent}")
     lines.append(f"{'extend' if extend else 'resume'}: forgelab run --resume {run.path}{extend}")

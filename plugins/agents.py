@@ -13,7 +13,8 @@ RL = Family(
     axes=(("global_step", ("train/*", "eval/*", "rollout/*", "perf/*")),),
     inputs=(("env", "env.id"),), support="forgelab.agents.family",
     best_metric="eval/return_mean", best_mode="max", best_summary="eval/best_return_mean",
-    throughput_key="perf/sps",
+    throughput_key="perf/sps", unit_label="env steps",
+    headline_metrics=("eval/return_mean", "train/episode_return"),
     description="reinforcement learning: an agent trained on a gymnasium env for "
     "train.total_steps env steps")
 
