@@ -166,7 +166,7 @@ class Autoencoder(GenerativeModel):
     :param ctx: the run context.
     """
 
-    best_metric = "recon_error"
+    best_metric = "val/recon_error"
     can_sample = False
 
     def __init__(self, options: AutoencoderConfig, ctx: RunContext) -> None:
@@ -244,7 +244,7 @@ class VAE(GenerativeModel):
     :param ctx: the run context.
     """
 
-    best_metric = "neg_elbo"
+    best_metric = "val/neg_elbo"
 
     def __init__(self, options: VAEConfig, ctx: RunContext) -> None:
         super().__init__(options, ctx)

@@ -8,21 +8,25 @@ A model subclasses :class:`GenerativeModel` and writes only what is its own:
   calling :meth:`~GenerativeModel.optimize` for each network it updates. A logged value may
   be a number, a 0-d tensor or a tensor of per-sample values (the row holds their mean).
 * :meth:`~GenerativeModel.validate` ``(split) -> {name: value}``: metrics on a whole split
-  (``"val"`` every ``train.eval_every`` epochs, ``"test"`` at the end); the key named by
-  ``best_metric`` (lower is better) picks the ``best`` checkpoint.
+  (``"val"`` every ``train.eval_every`` epochs, ``"test"`` at the end); ``best_metric`` names
+  the logged key (``"val/<name>"``, lower is better) that picks the ``best`` checkpoint.
 * :meth:`~GenerativeModel.sample` ``(n, generator) -> (n, *sample_shape)`` in data space.
 * optionally :meth:`~GenerativeModel.test_metrics` and :meth:`~GenerativeModel.log_media`
   (call ``super()`` to keep the sample grid / scatter plot).
 
-The loop gives them: the dataset on ``ctx.device`` (dynamically binarised train batches when the
-dataset asks for it), shuffling from a seeded ``torch.Generator``, gradient clipping,
-``train/...`` rows against ``step`` (each the mean over ``log_every`` batches), ``val/...``,
-``perf/...`` and ``samples/...`` against ``epoch`` at each evaluation, the ``best`` and
-``latest`` checkpoints (W&B artifacts), periodic checkpoints, a stop between two batches on
-Ctrl-C with *exact* resume (the shuffled order and position inside the epoch are part of the
-checkpoint), the test metrics at the end
+The loop gives them: the dataset (``ctx.inputs.load()``) on ``ctx.device`` (dynamically
+binarised train batches when the dataset asks for it), shuffling from a seeded
+``torch.Generator``, gradient clipping, ``train/...`` rows against ``step`` (each the mean over
+``log_every`` batches), ``val/...``, ``perf/...`` and ``samples/...`` against ``epoch`` at each
+evaluation, a stop between two batches on Ctrl-C with *exact* resume (the shuffled order and
+position inside the epoch are part of the checkpoint), the test metrics at the end
 (``test/...``, also written to the run summary), ``evaluate()`` for ``forgelab eval`` and
 ``sample_to_file()`` for ``forgelab sample``.
+
+Every batch and every finished epoch goes through ``ctx.update`` (:mod:`forgelab.core.loop`),
+which logs the ``train/`` rows, runs :meth:`~GenerativeModel.periodic_evaluation` when an
+evaluation is due, keeps the ``best`` checkpoint (the loop holds the best value), saves the
+periodic checkpoints and moves the progress bar: the model never calls the checkpoint manager.
 
 Validation, test metrics and media run under a forked, fixed-seed torch RNG: they never change
 the training random stream, so a run stopped and resumed is bit-identical to one that was not.
@@ -30,7 +34,6 @@ the training random stream, so a run stopped and resumed is bit-identical to one
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,9 +76,10 @@ class GenerativeModel:
     :param ctx: the run context; its dataset is loaded here.
     """
 
-    #: key of :meth:`validate`'s result that selects the ``best`` checkpoint (lower is better);
-    #: None keeps no ``best`` checkpoint (``forgelab eval`` then uses ``latest``)
-    best_metric: str | None = "loss"
+    #: the logged validation metric (``"val/" +`` a key of :meth:`validate`'s result) that
+    #: selects the ``best`` checkpoint, lower is better; None keeps no ``best`` checkpoint
+    #: (``forgelab eval`` then uses ``latest``)
+    best_metric: str | None = "val/loss"
     #: whether :meth:`sample` draws new data (a deterministic autoencoder cannot)
     can_sample: bool = True
     #: whether samples are class-conditional; :meth:`sample` then cycles labels 0, 1, ..., K-1
@@ -85,10 +89,9 @@ class GenerativeModel:
         self.options = options
         self.ctx = ctx
         self.device = ctx.device
-        self.data: Splits = ctx.load_dataset()
+        self.data: Splits = ctx.inputs.load()
         self.step = 0  # finished epochs: the runner's unit for generative models
         self.batches_seen = 0  # the `step` axis of train/ metrics
-        self.best_value = math.inf
         self.tested_at = -1  # epoch of the last end-of-training test evaluation
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -98,6 +101,7 @@ class GenerativeModel:
         self._losses: dict[str, list[Any]] = {}  # train/ losses since the last train/ row
         self._count = 0  # batches since the last train/ row
         self._timing = [0.0, 0.0, 0]  # wall s, CPU s, epochs since the last perf/ row
+        self._shown: dict[str, Any] = {}  # beside the progress bar at the end of an epoch
         # Small datasets live on the device whole: indexing a tensor beats a DataLoader.
         self.train_x = self.data.train.x.to(self.device)
         self.train_y = self.data.train.y.to(self.device) if self.data.train.y is not None else None
@@ -198,8 +202,7 @@ class GenerativeModel:
     # ---------------------------------------------------------------- the loop
     def fit(self) -> None:
         ctx = self.ctx
-        epochs = int(ctx.train.epochs)
-        eval_every = ctx.train.eval_every or 1
+        epochs = ctx.budget
         # The bar counts batches, which advance smoothly (an epoch of a GAN can take a minute).
         per_epoch = len(self.train_x) // min(self.options.batch_size, len(self.train_x))
         ctx.progress.set_total(epochs * per_epoch, unit="batch", initial=self.batches_seen)
@@ -211,16 +214,14 @@ class GenerativeModel:
             self._timing[1] += time.process_time() - cpu_started
             if not finished:
                 break  # stopped inside an epoch: the runner checkpoints the position
-            last, self.step = self.step, self.step + 1
+            self.step += 1
             self._timing[2] += 1
-            shown = {}
-            if self.step % eval_every == 0 or self.step == epochs:
-                shown = self.validate_and_log()
-            ctx.maybe_checkpoint(self, self.step, last)
-            if self.best_metric in shown:
-                ctx.progress.update(self.batches_seen, epoch=self.step,
-                                    **{f"val_{self.best_metric}": float(shown[self.best_metric])})
-        self._flush_train_row()
+            # An evaluation when due (periodic_evaluation, then `best`), a periodic checkpoint.
+            # The loop moves the bar after evaluating, so `_shown` has this epoch's value.
+            self._shown["epoch"] = self.step
+            ctx.update(self, self.step, position=self.batches_seen, show=self._shown)
+        if self._count:  # the last, partial train/ row
+            self._update_after_batch(flush=True)
         if self.step >= epochs and self.tested_at != self.step and not ctx.stop_requested:
             self.evaluate()
             self.tested_at = self.step
@@ -247,7 +248,7 @@ class GenerativeModel:
             self._position += batch_size
             self.batches_seen += 1
             self._accumulate(losses)
-            self.ctx.progress.update(self.batches_seen)
+            self._update_after_batch(flush=self._count >= self.options.log_every)
         self._order = None
         return True
 
@@ -260,21 +261,22 @@ class GenerativeModel:
                 value = value.detach()
             self._losses.setdefault(key, []).append(value)
         self._count += 1
-        if self._count >= self.options.log_every:
-            self._flush_train_row()
 
-    def _flush_train_row(self) -> None:
-        if not self._count:
-            return
-        row = {f"train/{key}": _mean(values) for key, values in self._losses.items()}
-        self.ctx.tracker.log(row, step=self.batches_seen)
-        self.ctx.progress.update(self.batches_seen, **{key.removeprefix("train/"): value
-                                                       for key, value in row.items()
-                                                       if "loss" in key})
-        self._losses, self._count = {}, 0
+    def _update_after_batch(self, flush: bool) -> None:
+        """``ctx.update`` after a batch: with the ``train/`` row (the mean of the batches since
+        the last one, against ``step`` = batches seen) when ``flush`` and there is one."""
+        row = None
+        if flush and self._count:
+            row = {f"train/{key}": _mean(values) for key, values in self._losses.items()}
+            self._losses, self._count = {}, 0
+        show = {key.removeprefix("train/"): value for key, value in (row or {}).items()
+                if "loss" in key}
+        self.ctx.update(self, self.step, row, axes={"step": self.batches_seen},
+                        position=self.batches_seen, show=show)
 
-    def validate_and_log(self) -> dict[str, float]:
-        """Validation metrics and media at the current epoch; keeps the ``best`` checkpoint.
+    def periodic_evaluation(self, video: bool = False) -> dict[str, float]:
+        """Validation metrics and media at the current epoch, logged; returns the ``val/...``
+        metrics the loop keeps the ``best`` checkpoint by (``video`` is unused: no rollouts).
 
         The ``perf/`` timings of the epochs since the last evaluation go in the same row: each
         W&B call costs a few milliseconds, a noticeable share of a small model's epoch.
@@ -290,11 +292,10 @@ class GenerativeModel:
                         "perf/samples_per_second": epochs * len(self.train_x) / wall})
             self._timing = [0.0, 0.0, 0]
         self.ctx.tracker.log(row, epoch=self.step, step=self.batches_seen)
-        if self.best_metric is not None and metrics[self.best_metric] < self.best_value:
-            self.best_value = float(metrics[self.best_metric])
-            self.ctx.checkpoints.save(self, self.step, best=True,
-                                      metrics={f"val/{k}": float(v) for k, v in metrics.items()})
-        return metrics
+        result = {f"val/{k}": float(v) for k, v in metrics.items()}
+        if self.best_metric in result:
+            self._shown[self.best_metric.replace("/", "_")] = result[self.best_metric]
+        return result
 
     # ---------------------------------------------------- evaluation and sampling
     def evaluate(self) -> dict[str, float]:
@@ -337,7 +338,6 @@ class GenerativeModel:
         return {
             "step": self.step,
             "batches_seen": self.batches_seen,
-            "best_value": self.best_value,
             "tested_at": self.tested_at,
             "networks": {k: net.state_dict() for k, net in self.networks.items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
@@ -349,7 +349,6 @@ class GenerativeModel:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.batches_seen = int(state["batches_seen"])
-        self.best_value = float(state["best_value"])
         self.tested_at = int(state["tested_at"])
         for name, net in self.networks.items():
             net.load_state_dict(state["networks"][name])

@@ -1,8 +1,9 @@
 """Datasets for the generative models, and the one object every model consumes: :class:`Splits`.
 
-A dataset plugin registers ``factory(options, seed) -> Splits`` (see
-:meth:`forgelab.core.component.RunContext.load_dataset`). A :class:`Splits` holds three
-:class:`Split` s (``train``, ``val``, ``test``), each a named tuple ``(x, y)`` of CPU tensors:
+A dataset plugin registers ``factory(options, seed) -> Splits``; a model gets the experiment's
+dataset from ``ctx.inputs.load()`` (:class:`forgelab.generative.family.DatasetSource`). A
+:class:`Splits` holds three :class:`Split` s (``train``, ``val``, ``test``), each a named tuple
+``(x, y)`` of CPU tensors:
 
 * ``x``: float32, shape ``(N, *sample_shape)``. Images are ``(N, C, H, W)`` with values in
   ``[0, 1]``; 2-D points are ``(N, 2)`` in data units.

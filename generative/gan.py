@@ -257,7 +257,7 @@ class GAN(GenerativeModel):
     :param ctx: the run context.
     """
 
-    best_metric: str | None = "mode_loss"
+    best_metric: str | None = "val/mode_loss"
 
     def __init__(self, options: GANConfig, ctx: RunContext) -> None:
         super().__init__(options, ctx)
@@ -342,7 +342,7 @@ class GAN(GenerativeModel):
     def decay_learning_rates(self) -> None:
         """``lr_t = lr * (1 - t / T)``, ``t`` batches seen, ``T`` batches in ``train.epochs``
         (a function of the step counter alone, so resuming continues the same schedule)."""
-        total = max(1, int(self.ctx.train.epochs) * self.batches_per_epoch)
+        total = max(1, self.ctx.budget * self.batches_per_epoch)
         factor = max(0.0, 1.0 - self.batches_seen / total)
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
@@ -411,10 +411,10 @@ class GAN(GenerativeModel):
                                    scatter_image(samples, self.data.train.x[:METRIC_SAMPLES]),
                                    caption="grey: data, blue: 2,500 samples", epoch=epoch)
 
-    def validate_and_log(self) -> dict[str, float]:
-        metrics = super().validate_and_log()
+    def periodic_evaluation(self, video: bool = False) -> dict[str, float]:
+        metrics = super().periodic_evaluation(video)
         if self.has_modes:  # the names of the VEEGAN / PacGAN metrics on the dashboard
-            self.ctx.tracker.log({f"eval/{k}": metrics[k] for k in
+            self.ctx.tracker.log({f"eval/{k}": metrics[f"val/{k}"] for k in
                                   ("modes_captured", "high_quality_fraction")}, epoch=self.step)
         return metrics
 
