@@ -285,7 +285,8 @@ logging, evaluation, checkpoints (best and latest) and exact resume; a model wri
 
     train_step(x, y)  one update on a batch:   NLL(x) = 0.5 * sum_d [((x_d - mu_d) / s_d)^2
                                                          + 2 log s_d + log 2 pi]
-    validate(split)   metrics on a split ("loss" picks the best checkpoint, lower is better)
+    validate(split)   metrics on a split (logged as val/...; best_metric = "val/loss" picks
+                      the best checkpoint, lower is better)
     sample(n, gen)    n new samples from a CPU torch.Generator
 """
 
@@ -317,7 +318,7 @@ class GaussianParameters(nn.Module):
 
 
 class Gaussian(GenerativeModel):
-    best_metric = "loss"
+    best_metric = "val/loss"
 
     def __init__(self, options: GaussianConfig, ctx) -> None:
         super().__init__(options, ctx)  # loads the dataset: self.data (Splits)
