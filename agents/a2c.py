@@ -16,22 +16,23 @@ One iteration:
        L = −E_t[A_t log π_θ(a_t|s_t)] + c_v E_t[(V_θ(s_t) − R_t)²] − c_e E_t[H[π_θ(·|s_t)]]
 
    (A_t is a constant: no gradient flows into it), with the gradient's global norm clipped.
+4. Report the update: ``ctx.update`` logs it, evaluates when due, checkpoints, moves the bar.
+
+Collection, the time-limit bootstrap and GAE are PPO's too (:mod:`forgelab.agents.common`).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
+    Rollout,
     approx_kl,
-    gae,
-    truncated_final_obs,
 )
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
@@ -87,65 +88,34 @@ class A2C(PolicyGradientAgent):
         else:
             self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate,
                                        eps=options.rms_prop_eps)
-        t, n = options.n_steps, self.num_envs
-        act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)
-        self.buf_obs = self.obs_buffer(t)  # float vectors, or images as uint8/bool
-        self.buf_actions = torch.zeros((t, n, *act_shape), device=self.device,
-                                       dtype=torch.long if self.policy.discrete else torch.float32)
-        self.buf_rewards = np.zeros((t, n), np.float32)
-        self.buf_dones = np.zeros((t, n), np.float32)
+        self.rollout = Rollout(self, options.n_steps)  # preallocated, refilled every iteration
 
     def fit(self) -> None:
-        ctx, opt = self.ctx, self.opt
-        total = int(ctx.config.train.total_steps)
+        ctx = self.ctx
         self.start_envs()
-        while self.step < total and not ctx.stop_requested:
-            last_step = self.step
-            # ---- 1. rollout: n_steps in each env (log-probs and values come later, batched)
-            truncations = []
-            for t in range(opt.n_steps):
-                obs = self.obs_tensor(self.obs, update=True)
-                actions = self.policy.sample(obs)
-                self.obs, rewards, terminated, truncated, infos = self.envs.step(
-                    self.env_action(actions))
-                self.buf_obs[t], self.buf_actions[t] = obs, actions
-                self.buf_rewards[t] = rewards
-                self.buf_dones[t] = terminated | truncated
-                self.step += self.num_envs
-                for i, final in truncated_final_obs(terminated, truncated, infos):
-                    truncations.append((t, i, self.obs_tensor(final[None])[0]))
-                if "episode" in infos.get("final_info", ()):
-                    self.log_episodes(infos)
-            # ---- 2. + 3. advantages and one gradient step
-            metrics = self.update(truncations, max(0.0, 1.0 - self.step / total),
-                                  diagnostics=self.log_due(last_step))
+        while self.step < ctx.budget and not ctx.stop_requested:
+            # 1. Collect n_steps in each env (shared with PPO: common.Rollout).
+            self.collect(self.rollout)
+            log = self.log_due()  # the approximate KL costs a forward pass: only when logged
+            # 2.-3. Advantages and one gradient step.
+            metrics = self.update(self.rollout, max(0.0, 1.0 - self.step / ctx.budget),
+                                  diagnostics=log)
             self.updates += 1
-            self.after_update(last_step, metrics)
+            # 4. Log, evaluate when due, checkpoint, progress: the one call per update.
+            ctx.update(self, self.step, metrics if log else None, rows=self.take_episodes(),
+                       show=self.shown())
 
-    def update(self, truncations: list[tuple[int, int, torch.Tensor]],
-               progress_remaining: float, diagnostics: bool = True) -> dict[str, float]:
+    def update(self, rollout: Rollout, progress_remaining: float,
+               diagnostics: bool = True) -> dict[str, float]:
         """Advantages by GAE, then one gradient step on L; ``diagnostics`` adds the update's
         approximate KL (one more forward pass, so only when the metrics get logged)."""
         opt, policy = self.opt, self.policy
         lr = opt.learning_rate * (progress_remaining if opt.anneal_lr else 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        t, n = opt.n_steps, self.num_envs
-        obs = self.buf_obs.flatten(0, 1)  # (t * n, d) or (t * n, *image_shape)
-        actions = self.buf_actions.view(t * n, *self.buf_actions.shape[2:])
-
+        obs, actions = rollout.flat()
         logp, entropy, values = policy.evaluate_actions(obs, actions)
-        with torch.no_grad():
-            last_values = policy.value(self.obs_tensor(self.obs)).cpu().numpy()
-            rewards = self.buf_rewards.copy()
-            if truncations:  # r_t ← r_t + γ V(s_final) where a time limit cut the episode
-                final = policy.value(torch.stack([s for _, _, s in truncations])).cpu().numpy()
-                for (step, env, _), v in zip(truncations, final, strict=True):
-                    rewards[step, env] += opt.gamma * v
-        advantages, returns = gae(rewards, values.detach().view(t, n).cpu().numpy(),
-                                  self.buf_dones, last_values, opt.gamma, opt.gae_lambda)
-        advantages = torch.as_tensor(advantages.reshape(-1), device=self.device)
-        returns = torch.as_tensor(returns.reshape(-1), device=self.device)
+        advantages, returns = self.advantages(rollout, values, opt.gamma, opt.gae_lambda)
         if opt.normalize_advantage and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 

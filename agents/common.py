@@ -1,16 +1,16 @@
 """Building blocks shared by the policy-gradient agents (REINFORCE, A2C, PPO).
 
 What lives here is everything that is *not* the learning rule: the networks and their action
-distributions, observation normalisation, GAE, time-limit bootstrapping, episode logging and
-the bookkeeping every agent needs (envs, evaluation, checkpoints). The learning rule of each
-method stays in its own file (``reinforce.py``, ``a2c.py``, ``ppo.py``), readable top to bottom.
+distributions, observation normalisation, on-policy rollouts, time-limit bootstrapping, GAE,
+episode rows and the bookkeeping every agent needs (envs, evaluation, checkpoints). The
+learning rule of each method stays in its own file (``reinforce.py``, ``a2c.py``, ``ppo.py``),
+readable top to bottom.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -23,9 +23,9 @@ from torch.nn import functional as F
 
 from forgelab.agents.checks import check_policy_gradient
 from forgelab.agents.encoders import make_encoder
+from forgelab.agents.evaluation import PolicyEvaluator
 from forgelab.core.component import RunContext
 from forgelab.core.errors import ConfigError
-from forgelab.core.evaluation import PeriodicEvaluator
 from forgelab.envs.building import completed_episodes
 from forgelab.envs.snapshots import restore_env, snapshot_env
 
@@ -291,14 +291,39 @@ def approx_kl(policy: ActorCritic, obs: torch.Tensor, actions: torch.Tensor,
     return (log_ratio.exp() - 1 - log_ratio).mean().item()
 
 
-def log_episodes(ctx: RunContext, infos: dict[str, Any], step: int) -> list[float]:
-    """Log raw return and length of every episode that ended on this vector step."""
-    returns = []
-    for episode_return, length in completed_episodes(infos):
-        ctx.tracker.log({"train/episode_return": episode_return,
-                         "train/episode_length": length}, global_step=step)
-        returns.append(episode_return)
-    return returns
+def episode_rows(infos: dict[str, Any], step: int) -> list[tuple[dict[str, float], int]]:
+    """``(row, step)`` of every episode that ended on this vector step (its raw return and
+    length), as ``ctx.update(..., rows=...)`` takes them."""
+    return [({"train/episode_return": episode_return, "train/episode_length": length}, step)
+            for episode_return, length in completed_episodes(infos)]
+
+
+# ------------------------------------------------------------------------------ rollouts
+class Rollout:
+    """Preallocated storage for ``steps`` vector steps of on-policy experience (A2C, PPO):
+    observations and actions on the training device (they feed the gradient steps), rewards
+    and episode ends in NumPy (they feed GAE), and the time-limit truncations to bootstrap.
+
+    :param agent: the agent collecting (its envs, spaces and device).
+    :param steps: vector steps per rollout (``n_steps``).
+    """
+
+    def __init__(self, agent: PolicyGradientAgent, steps: int) -> None:
+        n, policy = agent.num_envs, agent.policy
+        act_shape = () if policy.discrete else (int(np.prod(agent.action_space.shape)),)
+        self.steps, self.num_envs = steps, n
+        self.obs = agent.obs_buffer(steps)  # float vectors, or images as uint8/bool
+        self.actions = torch.zeros((steps, n, *act_shape), device=agent.device,
+                                   dtype=torch.long if policy.discrete else torch.float32)
+        self.rewards = np.zeros((steps, n), np.float32)
+        self.dones = np.zeros((steps, n), np.float32)
+        #: (t, env, s_final) of every episode a time limit cut during the rollout
+        self.truncations: list[tuple[int, int, torch.Tensor]] = []
+
+    def flat(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observations (T·N, d) or (T·N, *image_shape) and actions (T·N, ...) as one batch."""
+        size = self.steps * self.num_envs
+        return self.obs.flatten(0, 1), self.actions.view(size, *self.actions.shape[2:])
 
 
 # -------------------------------------------------------------------------- the agent shell
@@ -306,8 +331,10 @@ class PolicyGradientAgent:
     """Everything a policy-gradient agent needs besides its learning rule.
 
     Subclasses set ``self.optimizer`` and implement ``fit()``; they call :meth:`start_envs`
-    before collecting, :meth:`obs_tensor` on raw observations and :meth:`after_update` after
-    each update (logging, evaluation, checkpoints, progress).
+    before collecting, :meth:`collect` (or their own loop with :meth:`obs_tensor` and
+    :meth:`record_episodes`) for experience, and ``ctx.update(self, self.step, metrics,
+    rows=self.take_episodes(), show=self.shown())`` once per update (logging, evaluation,
+    checkpoints, progress: :mod:`forgelab.core.loop`).
 
     :param options: the agent's validated options (a :class:`PolicyConfig` subclass).
     :param ctx: the run context.
@@ -318,7 +345,7 @@ class PolicyGradientAgent:
 
     def __init__(self, options: PolicyConfig, ctx: RunContext) -> None:
         self.options, self.ctx, self.device = options, ctx, ctx.device
-        self.envs = ctx.make_vec_env()
+        self.envs = ctx.inputs.make_vec_env()
         self.num_envs = self.envs.num_envs
         obs_space = self.envs.single_observation_space
         action_space = self.envs.single_action_space
@@ -339,14 +366,13 @@ class PolicyGradientAgent:
                         if options.normalize_obs else None)
         if not self.policy.discrete:
             self.low, self.high = action_space.low, action_space.high
-        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.evaluator = PolicyEvaluator.for_run(ctx)
         self.step = 0
         self.updates = 0
         self.obs: np.ndarray | None = None  # the current raw observation of every training env
         self.optimizer: torch.optim.Optimizer
-        self._recent: list[float] = []
-        self._last_eval_step = -1
-        self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, time spent evaluating)
+        self._episodes: list[tuple[dict[str, float], int]] = []  # rows not yet reported
+        self._recent: list[float] = []  # returns of the last episodes, for the progress bar
 
     def obs_buffer(self, steps: int) -> torch.Tensor:
         """Preallocated rollout storage for ``steps`` vector steps of observations: float
@@ -395,51 +421,88 @@ class PolicyGradientAgent:
         chosen = self.policy.greedy(tensor) if deterministic else self.policy.sample(tensor)
         return self.env_action(chosen)
 
-    # ---------------------------------------------------------------------- the loop around
+    # ------------------------------------------------------------------ collecting (A2C, PPO)
     def start_envs(self) -> None:
         """Reset the training envs on a fresh run (a resumed one continues mid-episode)."""
         if self.obs is None:
             self.obs, _ = self.envs.reset(seed=self.ctx.seed)
-        self._clock = (self.step, time.perf_counter(), 0.0)
 
-    def log_episodes(self, infos: dict[str, Any]) -> None:
-        returns = log_episodes(self.ctx, infos, self.step)
-        self._recent = (self._recent + returns)[-20:]
+    def collect(self, rollout: Rollout) -> None:
+        """Fill ``rollout`` with ``rollout.steps`` vector steps of a ~ π(·|s) in the training
+        envs (log π and V come later, batched: the policy does not change while collecting),
+        keeping the true last observation of every episode a time limit cut."""
+        rollout.truncations = []
+        for t in range(rollout.steps):
+            obs = self.obs_tensor(self.obs, update=True)
+            actions = self.policy.sample(obs)
+            self.obs, rewards, terminated, truncated, infos = self.envs.step(
+                self.env_action(actions))
+            rollout.obs[t] = obs
+            rollout.actions[t] = actions
+            rollout.rewards[t] = rewards
+            rollout.dones[t] = terminated | truncated
+            self.step += self.num_envs
+            for i, final in truncated_final_obs(terminated, truncated, infos):
+                rollout.truncations.append((t, i, self.obs_tensor(final[None])[0]))
+            if "episode" in infos.get("final_info", ()):
+                self.record_episodes(infos)
 
-    def log_due(self, last_step: int) -> bool:
-        """Whether the update that moved the step counter past ``last_step`` logs its metrics."""
-        every = self.ctx.config.train.log_every
-        return self.step // every > last_step // every or self.updates <= 1
+    @torch.no_grad()
+    def bootstrapped_rewards(self, rollout: Rollout, gamma: float) -> np.ndarray:
+        """The rollout's rewards with r_t ← r_t + γ V(s_final) where a time limit cut the
+        episode at step t (a truncation is not a termination; Pardo et al. 2018)."""
+        rewards = rollout.rewards.copy()
+        if rollout.truncations:
+            final = torch.stack([s for _, _, s in rollout.truncations])
+            for (t, env, _), v in zip(rollout.truncations, self.policy.value(final).cpu().numpy(),
+                                      strict=True):
+                rewards[t, env] += gamma * v
+        return rewards
 
-    def after_update(self, last_step: int, metrics: dict[str, float]) -> None:
-        """Log ``metrics`` every ``train.log_every`` steps, evaluate, checkpoint, show progress."""
-        ctx = self.ctx
-        start_step, start_time, eval_time = self._clock
-        if self.log_due(last_step):
-            # SPS counts env steps per second of training: evaluation time is left out.
-            elapsed = max(time.perf_counter() - start_time - eval_time, 1e-9)
-            ctx.tracker.log({**metrics, "perf/sps": (self.step - start_step) / elapsed},
-                            global_step=self.step)
-        tic = time.perf_counter()
-        if self.evaluator.maybe_evaluate(self.eval_policy, self.step, last_step) is not None:
-            self._last_eval_step = self.step
-        self.final_evaluation()
-        self._clock = (start_step, start_time, eval_time + time.perf_counter() - tic)
-        ctx.maybe_checkpoint(self, self.step, last_step)
-        shown = {"return": float(np.mean(self._recent))} if self._recent else {}
-        ctx.progress.update(self.step, **shown)
+    def advantages(self, rollout: Rollout, values: torch.Tensor, gamma: float,
+                   lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE advantages A_t and value targets R_t (flat, on the device) of a rollout whose
+        states have the values ``values`` (T·N,): bootstrapped from V of the current
+        observations at the rollout's end and from V(s_final) at time-limit truncations."""
+        with torch.no_grad():
+            last_values = self.policy.value(self.obs_tensor(self.obs)).cpu().numpy()
+        rewards = self.bootstrapped_rewards(rollout, gamma)
+        t, n = rollout.steps, rollout.num_envs
+        advantages, returns = gae(rewards, values.detach().view(t, n).cpu().numpy(),
+                                  rollout.dones, last_values, gamma, lam)
+        return (torch.as_tensor(advantages.reshape(-1), device=self.device),
+                torch.as_tensor(returns.reshape(-1), device=self.device))
 
-    def final_evaluation(self) -> None:
-        """Training ends on an evaluation (with a video if none was recorded yet)."""
-        train = self.ctx.config.train
-        if self.step >= int(train.total_steps) and self._last_eval_step != self.step:
-            self.evaluator.evaluate(self.eval_policy, self.step,
-                                    video=bool(train.video_every) and
-                                    self.evaluator.evaluations == 0)
-            self._last_eval_step = self.step
+    # ------------------------------------------------------------- what each update reports
+    def record_episodes(self, infos: dict[str, Any]) -> None:
+        """Keep the rows of the episodes that ended on this vector step, for the next
+        ``ctx.update``."""
+        rows = episode_rows(infos, self.step)
+        self._episodes += rows
+        self._recent = (self._recent + [row["train/episode_return"] for row, _ in rows])[-20:]
+
+    def take_episodes(self) -> list[tuple[dict[str, float], int]]:
+        """The episode rows recorded since the last call (``ctx.update``'s ``rows``)."""
+        rows, self._episodes = self._episodes, []
+        return rows
+
+    def shown(self) -> dict[str, float]:
+        """What the progress bar shows: the mean return of the last 20 episodes."""
+        return {"return": float(np.mean(self._recent))} if self._recent else {}
+
+    def log_due(self) -> bool:
+        """Whether the update under way logs its metrics: it crossed a ``train.log_every``
+        mark, or it is the run's first."""
+        return self.updates == 0 or self.ctx.log_due(self.step)
+
+    # ------------------------------------------------------------------------ evaluation
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        """The training loop's scheduled evaluation: deterministic episodes, ``eval/*``."""
+        return self.evaluator.evaluate(self.eval_policy, self.step, video)
 
     def evaluate(self) -> dict[str, float]:
-        return self.evaluator.evaluate(self.eval_policy, self.step, video=True, save_best=False)
+        """``forgelab eval``: one evaluation now, with a video."""
+        return self.evaluator.evaluate(self.eval_policy, self.step, video=True)
 
     # -------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -449,7 +512,6 @@ class PolicyGradientAgent:
             "obs_rms": self.obs_rms.state_dict() if self.obs_rms else None,
             "obs": None if self.obs is None else torch.from_numpy(np.array(self.obs)),
             "envs": snapshot_env(self.envs) if self.obs is not None else None,
-            "evaluator": self.evaluator.state_dict(), "last_eval_step": self._last_eval_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -461,5 +523,3 @@ class PolicyGradientAgent:
         if state["obs"] is not None:
             self.obs = state["obs"].numpy().copy()
             restore_env(self.envs, state["envs"])
-        self.evaluator.load_state_dict(state["evaluator"])
-        self._last_eval_step = int(state["last_eval_step"])

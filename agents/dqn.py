@@ -43,7 +43,6 @@ Speed notes (why the code looks the way it does):
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -53,13 +52,13 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
 from forgelab.agents.checks import check_dqn
-from forgelab.agents.common import clip_grad_norm
+from forgelab.agents.common import clip_grad_norm, episode_rows
 from forgelab.agents.encoders import make_encoder
+from forgelab.agents.evaluation import PolicyEvaluator
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
 from forgelab.core.errors import ConfigError
-from forgelab.core.evaluation import PeriodicEvaluator
-from forgelab.envs.building import completed_episodes, final_observations
+from forgelab.envs.building import final_observations
 from forgelab.envs.snapshots import restore_env, snapshot_env
 
 
@@ -345,7 +344,7 @@ class DQN:
 
     def __init__(self, options: DQNConfig, ctx: RunContext) -> None:
         self.options, self.ctx = options, ctx
-        self.envs = ctx.make_vec_env()
+        self.envs = ctx.inputs.make_vec_env()
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         try:  # the runner ran this check before the run began; an agent built directly too
             check_dqn(options, ctx.config, (obs_space, act_space))
@@ -381,15 +380,14 @@ class DQN:
         self._collected = 0  # env steps since the last training opportunity
         self.obs: np.ndarray | None = None  # current observation of every env
         self._stats = np.zeros(3)  # Σ td_loss, Σ q_mean, count, since the last log row
-        self.evaluator = PeriodicEvaluator(ctx, self)
-        self._last_eval_step = -1
+        self.evaluator = PolicyEvaluator.for_run(ctx)
         self._recent: list[float] = []  # returns of the last episodes, for the progress bar
 
     # ------------------------------------------------------------------- schedules
     def epsilon(self, step: int) -> float:
         """ε(t) = ε₀ + (ε₁ − ε₀) · min(1, t / (fraction · T)), T = ``train.total_steps``."""
         o = self.options
-        horizon = o.exploration_fraction * self.ctx.config.train.total_steps
+        horizon = o.exploration_fraction * self.ctx.budget
         progress = 1.0 if horizon <= 0 else min(1.0, step / horizon)
         return o.exploration_initial_eps + progress * (o.exploration_final_eps -
                                                        o.exploration_initial_eps)
@@ -419,13 +417,10 @@ class DQN:
 
     # -------------------------------------------------------------------- training
     def fit(self) -> None:
-        ctx, o, train = self.ctx, self.options, self.ctx.config.train
-        total = int(train.total_steps)
+        ctx, o = self.ctx, self.options
         if self.obs is None:  # a fresh run; a resumed one continues mid-episode
             self.obs, _ = self.envs.reset(seed=ctx.seed)
-        # perf/sps counts env steps per second of training (evaluation time left out).
-        start_step, start_time, eval_time = self.step, time.perf_counter(), 0.0
-        while self.step < total and not ctx.stop_requested:
+        while self.step < ctx.budget and not ctx.stop_requested:
             last = self.step
             # 1. Act ε-greedily (uniformly at random while the buffer warms up).
             eps = 1.0 if self.step < o.learning_starts else self.epsilon(self.step)
@@ -437,11 +432,8 @@ class DQN:
                             terminated, infos.get("_final_obs"))
             self.obs = next_obs
             self.step += self.n_envs
-            for episode_return, length in completed_episodes(infos):
-                ctx.tracker.log({"train/episode_return": episode_return,
-                                 "train/episode_length": length}, global_step=self.step)
-                self._recent = (self._recent + [episode_return])[-20:]
-                ctx.progress.update(self.step, **{"return": float(np.mean(self._recent))})
+            episodes = episode_rows(infos, self.step)
+            self._recent = (self._recent + [r["train/episode_return"] for r, _ in episodes])[-20:]
             # 3. Target network: θ⁻ ← τ θ + (1 − τ) θ⁻ at every target_update_interval mark.
             crossed = self.step // o.target_update_interval - last // o.target_update_interval
             if crossed:
@@ -452,19 +444,9 @@ class DQN:
                 if self.step > o.learning_starts:
                     self.train(o.gradient_steps if o.gradient_steps > 0 else self._collected)
                 self._collected = 0
-            # 5. Bookkeeping: logs, evaluation, checkpoints, progress bar.
-            if self.step // train.log_every > last // train.log_every:
-                elapsed = time.perf_counter() - start_time - eval_time
-                self.log(eps, (self.step - start_step) / max(elapsed, 1e-9))
-            eval_start = time.perf_counter()
-            if self.evaluator.maybe_evaluate(self.predict, self.step, last) is not None:
-                self._last_eval_step = self.step
-                eval_time += time.perf_counter() - eval_start
-            ctx.maybe_checkpoint(self, self.step, last)
-            ctx.progress.update(self.step)
-        if self.step >= total and self._last_eval_step != self.step:
-            self.evaluator.evaluate(self.predict, self.step, video=bool(train.video_every))
-            self._last_eval_step = self.step
+            # 5. Log, evaluate when due, checkpoint, progress: the one call per env step.
+            metrics = self.metrics(eps) if ctx.log_due(self.step) else None
+            ctx.update(self, self.step, metrics, rows=episodes, show=self.shown(metrics))
 
     def update_target(self, times: int = 1) -> None:
         """Apply ``times`` Polyak updates at once: θ⁻ ← θ + (1 − τ)^times (θ⁻ − θ)."""
@@ -531,19 +513,32 @@ class DQN:
         tensor = torch.from_numpy(array)
         return tensor.to(self.device, dtype) if dtype is not None else tensor.to(self.device)
 
-    def log(self, epsilon: float, sps: float) -> None:
-        row = {"train/epsilon": epsilon, "perf/sps": sps, "train/n_updates": self.n_updates}
+    def metrics(self, epsilon: float) -> dict[str, float]:
+        """The training row: ε, gradient steps so far, and the mean TD loss and Q since the
+        last row."""
+        row = {"train/epsilon": epsilon, "train/n_updates": self.n_updates}
         loss_sum, q_sum, count = self._stats
         if count:
             row.update({"train/td_loss": loss_sum / count, "train/q_mean": q_sum / count})
         self._stats[:] = 0
-        self.ctx.tracker.log(row, global_step=self.step)
-        self.ctx.progress.update(self.step, eps=round(epsilon, 3),
-                                 loss=row.get("train/td_loss", float("nan")))
+        return row
+
+    def shown(self, metrics: dict[str, float] | None) -> dict[str, float]:
+        """The progress bar's values: the recent mean return; ε and the loss when logged."""
+        shown = {"return": float(np.mean(self._recent))} if self._recent else {}
+        if metrics is not None:
+            shown.update(eps=round(metrics["train/epsilon"], 3),
+                         loss=metrics.get("train/td_loss", float("nan")))
+        return shown
 
     # ------------------------------------------------------------------ evaluation
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        """The training loop's scheduled evaluation: greedy episodes, ``eval/*``."""
+        return self.evaluator.evaluate(self.predict, self.step, video)
+
     def evaluate(self) -> dict[str, float]:
-        return self.evaluator.evaluate(self.predict, self.step, video=True, save_best=False)
+        """``forgelab eval``: one evaluation now, with a video."""
+        return self.evaluator.evaluate(self.predict, self.step, video=True)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -556,8 +551,6 @@ class DQN:
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
             "stats": self._stats.copy(),
-            "evaluator": self.evaluator.state_dict(),
-            "last_eval_step": self._last_eval_step,
         }
         if self.obs is not None:  # mid-episode state, to continue exactly where we stopped
             state["obs"] = self.obs.copy()
@@ -583,8 +576,6 @@ class DQN:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self._stats = _numpy(state["stats"]).astype(np.float64)
-        self.evaluator.load_state_dict(state["evaluator"])
-        self._last_eval_step = int(state["last_eval_step"])
         if "obs" in state:
             self.obs = _numpy(state["obs"])
             restore_env(self.envs, state["envs"])

@@ -18,6 +18,7 @@ One iteration:
 
    with the gradient's global norm clipped to ``max_grad_norm``; stop the epochs early when the
    approximate KL(π_old‖π_θ) exceeds 1.5 × ``target_kl``.
+4. Report the update: ``ctx.update`` logs it, evaluates when due, checkpoints, moves the bar.
 
 The learning rate and the clip range ε decay linearly to 0 over training when annealed (RL Zoo's
 ``lin_1e-3`` / ``lin_0.2``).
@@ -30,9 +31,9 @@ torch runs on one CPU thread (the experiment's ``threads``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
-import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -40,9 +41,8 @@ from forgelab.agents.checks import check_ppo
 from forgelab.agents.common import (
     PolicyConfig,
     PolicyGradientAgent,
+    Rollout,
     clip_grad_norm,
-    gae,
-    truncated_final_obs,
 )
 from forgelab.core.component import RunContext
 from forgelab.core.device import fast_adam
@@ -91,6 +91,29 @@ class PPOConfig(PolicyConfig):
     adam_eps: PositiveFloat = Field(1e-5, description="Adam epsilon")
 
 
+@dataclass
+class Minibatch:
+    """What one minibatch step measured (tensors, read once per update by :func:`means`)."""
+
+    policy_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    approx_kl: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def means(history: list[Minibatch]) -> dict[str, float]:
+    """The update's mean of each :class:`Minibatch` value, by name (NaN when no step ran), read
+    from the device in one transfer."""
+    names = [f.name for f in fields(Minibatch)]
+    if not history:
+        return dict.fromkeys(names, float("nan"))
+    with torch.no_grad():
+        table = torch.stack([torch.stack([getattr(m, name) for name in names])
+                             for m in history])
+    return dict(zip(names, table.mean(0).tolist(), strict=True))
+
+
 class PPO(PolicyGradientAgent):
     """PPO-Clip over vectorized environments, for ``Discrete`` and ``Box`` actions.
 
@@ -107,51 +130,26 @@ class PPO(PolicyGradientAgent):
         self.opt = options
         self.optimizer = fast_adam(self.policy.parameters(), lr=options.learning_rate,
                                    eps=options.adam_eps)
-        # Preallocated rollout storage: observations and actions on the training device (they
-        # feed the minibatches), rewards and episode ends in NumPy (they feed GAE).
-        t, n = options.n_steps, self.num_envs
-        act_shape = () if self.policy.discrete else (int(np.prod(self.action_space.shape)),)
-        self.buf_obs = self.obs_buffer(t)  # float vectors, or images as uint8/bool
-        self.buf_actions = torch.zeros((t, n, *act_shape), device=self.device,
-                                       dtype=torch.long if self.policy.discrete else torch.float32)
-        self.buf_rewards = np.zeros((t, n), np.float32)
-        self.buf_dones = np.zeros((t, n), np.float32)
+        self.rollout = Rollout(self, options.n_steps)  # preallocated, refilled every iteration
 
     # ------------------------------------------------------------------------------ training
     def fit(self) -> None:
         ctx = self.ctx
-        total = int(ctx.config.train.total_steps)
         self.start_envs()
-        while self.step < total and not ctx.stop_requested:
-            last_step = self.step
-            truncations = self.collect_rollout()
-            metrics = self.update(truncations, max(0.0, 1.0 - self.step / total),
-                                  diagnostics=self.log_due(last_step))
+        while self.step < ctx.budget and not ctx.stop_requested:
+            # 1. Collect n_steps in each env with π_old (shared with A2C: common.Rollout).
+            self.collect(self.rollout)
+            log = self.log_due()  # the diagnostics cost time: computed only when logged
+            # 2.-3. GAE, then n_epochs of minibatch steps on the clipped surrogate.
+            metrics = self.update(self.rollout, max(0.0, 1.0 - self.step / ctx.budget),
+                                  diagnostics=log)
             self.updates += 1
-            self.after_update(last_step, metrics)
+            # 4. Log, evaluate when due, checkpoint, progress: the one call per update.
+            ctx.update(self, self.step, metrics if log else None, rows=self.take_episodes(),
+                       show=self.shown())
 
-    def collect_rollout(self) -> list[tuple[int, int, torch.Tensor]]:
-        """Fill the buffers with ``n_steps`` vector steps; return (t, env, s_final) of every
-        time-limit truncation, to be bootstrapped with V(s_final) in :meth:`update`."""
-        truncations = []
-        for t in range(self.opt.n_steps):
-            obs = self.obs_tensor(self.obs, update=True)
-            actions = self.policy.sample(obs)
-            self.obs, rewards, terminated, truncated, infos = self.envs.step(
-                self.env_action(actions))
-            self.buf_obs[t] = obs
-            self.buf_actions[t] = actions
-            self.buf_rewards[t] = rewards
-            self.buf_dones[t] = terminated | truncated
-            self.step += self.num_envs
-            for i, final in truncated_final_obs(terminated, truncated, infos):
-                truncations.append((t, i, self.obs_tensor(final[None])[0]))
-            if "episode" in infos.get("final_info", ()):
-                self.log_episodes(infos)
-        return truncations
-
-    def update(self, truncations: list[tuple[int, int, torch.Tensor]],
-               progress_remaining: float, diagnostics: bool = True) -> dict[str, float]:
+    def update(self, rollout: Rollout, progress_remaining: float,
+               diagnostics: bool = True) -> dict[str, float]:
         """GAE over the rollout, then ``n_epochs`` passes of minibatch steps on L.
 
         ``diagnostics``: also compute the losses, entropy, approximate KL and clip fraction to
@@ -162,39 +160,28 @@ class PPO(PolicyGradientAgent):
         clip = opt.clip_range * (progress_remaining if opt.anneal_clip_range else 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        t, n = opt.n_steps, self.num_envs
-        obs = self.buf_obs.flatten(0, 1)  # (t * n, d) or (t * n, *image_shape)
-        actions = self.buf_actions.view(t * n, *self.buf_actions.shape[2:])
+        size = rollout.steps * rollout.num_envs
+        obs, actions = rollout.flat()
 
         # π_old and V_old of the whole rollout in one batched pass (the parameters did not
         # change while collecting, so this equals evaluating them step by step).
         with torch.no_grad():
             old_logp, _, old_values = policy.evaluate_actions(obs, actions, entropy=False)
-            last_values = policy.value(self.obs_tensor(self.obs)).cpu().numpy()
-            rewards = self.buf_rewards.copy()
-            if truncations:  # r_t ← r_t + γ V(s_final) where a time limit cut the episode
-                bootstrap = policy.value(torch.stack([s for _, _, s in truncations])).cpu().numpy()
-                for (step, env, _), v in zip(truncations, bootstrap, strict=True):
-                    rewards[step, env] += opt.gamma * v
-        values_np = old_values.view(t, n).cpu().numpy()
-        advantages, returns = gae(rewards, values_np, self.buf_dones, last_values,
-                                  opt.gamma, opt.gae_lambda)
-        advantages = torch.as_tensor(advantages.reshape(-1), device=self.device)
-        returns = torch.as_tensor(returns.reshape(-1), device=self.device)
+        advantages, returns = self.advantages(rollout, old_values, opt.gamma, opt.gae_lambda)
 
-        if opt.normalize_advantage and opt.batch_size == t * n:
+        if opt.normalize_advantage and opt.batch_size == size:
             advantages = _standardize(advantages)  # one minibatch per epoch: do it once
 
         params = list(policy.parameters())
         check_kl = opt.target_kl is not None
-        history: list[torch.Tensor] = []  # per minibatch diagnostics, read once at the end
+        history: list[Minibatch] = []  # read once at the end (one device transfer)
         steps, stop = 0, False
         for _epoch in range(opt.n_epochs):
-            for idx in self._minibatches(t * n):
+            for idx in self._minibatches(size):
                 logp, entropy, values = policy.evaluate_actions(
                     obs[idx], actions[idx], entropy=opt.ent_coef > 0 or diagnostics)
                 adv = advantages[idx]
-                if opt.normalize_advantage and opt.batch_size < t * n:
+                if opt.normalize_advantage and opt.batch_size < size:
                     adv = _standardize(adv)
                 log_ratio = logp - old_logp[idx]
                 ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_old(a|s)
@@ -225,22 +212,20 @@ class PPO(PolicyGradientAgent):
                 steps += 1
                 if diagnostics:
                     with torch.no_grad():
-                        clipped = ((ratio - 1).abs() > clip).float().mean()
-                        history.append(torch.stack([policy_loss, value_loss, entropy.mean(),
-                                                    approx_kl, clipped]))
+                        history.append(Minibatch(
+                            policy_loss=policy_loss.detach(), value_loss=value_loss.detach(),
+                            entropy=entropy.mean(), approx_kl=approx_kl,
+                            clip_fraction=((ratio - 1).abs() > clip).float().mean()))
             if stop:
                 break
         metrics = {"train/learning_rate": lr, "train/clip_range": clip,
-                   "train/epochs": steps / (t * n // opt.batch_size)}
+                   "train/epochs": steps / (size // opt.batch_size)}
         if diagnostics:
-            means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * 5
             var_returns = returns.var().item()
             explained = (float("nan") if var_returns == 0 else
                          1 - (returns - old_values).var().item() / var_returns)
-            metrics.update({"train/policy_loss": means[0], "train/value_loss": means[1],
-                            "train/entropy": means[2], "train/approx_kl": means[3],
-                            "train/clip_fraction": means[4],
-                            "train/explained_variance": explained})
+            metrics.update({f"train/{name}": value for name, value in means(history).items()})
+            metrics["train/explained_variance"] = explained
         return metrics
 
     def _minibatches(self, size: int) -> list[torch.Tensor | slice]:

@@ -7,15 +7,14 @@ so it also serves as the smallest complete example of a forgelab agent.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from forgelab.agents.common import episode_rows
+from forgelab.agents.evaluation import PolicyEvaluator
 from forgelab.core.component import RunContext
-from forgelab.core.evaluation import PeriodicEvaluator
-from forgelab.envs.building import completed_episodes
 from forgelab.envs.snapshots import restore_env, snapshot_env
 
 
@@ -34,12 +33,12 @@ class RandomAgent:
 
     def __init__(self, options: RandomAgentConfig, ctx: RunContext) -> None:
         self.ctx = ctx
-        self.envs = ctx.make_vec_env()
+        self.envs = ctx.inputs.make_vec_env()
         self.rng = np.random.default_rng(ctx.seed)
         self.step = 0
-        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.evaluator = PolicyEvaluator.for_run(ctx)
         self.eval_space = self.envs.single_action_space
-        self.eval_space.seed(ctx.eval_seed)
+        self.eval_space.seed(ctx.inputs.eval_seed)
         self.recent: list[float] = []  # returns of the last episodes, for the progress bar
         self._started = False  # envs reset and seeded; a resumed run continues mid-episode
         self._closed_envs: dict[str, Any] | None = None  # their last state, once fit closed them
@@ -52,42 +51,38 @@ class RandomAgent:
         return np.stack([self.eval_space.sample() for _ in range(len(obs))])
 
     def fit(self) -> None:
-        ctx, train = self.ctx, self.ctx.config.train
-        total = int(train.total_steps)
+        ctx = self.ctx
         if not self._started:
             self.envs.action_space.seed(int(self.rng.integers(2**31)))
             self.envs.reset(seed=ctx.seed)
             self._started = True
-        start_step, start_time = self.step, time.perf_counter()
-        while self.step < total and not ctx.stop_requested:
-            last = self.step
+        while self.step < ctx.budget and not ctx.stop_requested:
+            # 1. One uniformly random action in every env.
             _, _, _, _, infos = self.envs.step(self.envs.action_space.sample())
             self.step += self.envs.num_envs
-            for episode_return, length in completed_episodes(infos):
-                ctx.tracker.log({"train/episode_return": episode_return,
-                                 "train/episode_length": length}, global_step=self.step)
-                self.recent = (self.recent + [episode_return])[-20:]
-                ctx.progress.update(self.step, **{"return": float(np.mean(self.recent))})
-            if self.step // train.log_every > last // train.log_every:
-                sps = (self.step - start_step) / max(time.perf_counter() - start_time, 1e-9)
-                ctx.tracker.log({"perf/sps": sps}, global_step=self.step)
-            self.evaluator.maybe_evaluate(self._eval_policy, self.step, last)
-            ctx.maybe_checkpoint(self, self.step, last)
-            ctx.progress.update(self.step)
-        if self.step >= total and self.evaluator.evaluations == 0:
-            self.evaluator.evaluate(self._eval_policy, self.step, video=True)
+            episodes = episode_rows(infos, self.step)
+            self.recent = (self.recent + [r["train/episode_return"] for r, _ in episodes])[-20:]
+            # 2. Log (only perf/sps: nothing is learned), evaluate when due, checkpoint,
+            #    progress: the one call per step.
+            shown = {"return": float(np.mean(self.recent))} if self.recent else {}
+            ctx.update(self, self.step, {} if ctx.log_due(self.step) else None, rows=episodes,
+                       show=shown)
         # Async workers exit now rather than at interpreter shutdown; the runner's final
         # checkpoint still needs the envs' state, so it is taken before they close.
         self._closed_envs = snapshot_env(self.envs) if self._started else None
         self.envs.close()
         self.evaluator.close()
 
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        """The training loop's scheduled evaluation: random episodes, ``eval/*``."""
+        return self.evaluator.evaluate(self._eval_policy, self.step, video)
+
     def evaluate(self) -> dict[str, float]:
-        return self.evaluator.evaluate(self._eval_policy, self.step, video=True, save_best=False)
+        """``forgelab eval``: one evaluation now, with a video."""
+        return self.evaluator.evaluate(self._eval_policy, self.step, video=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "rng": self.rng.bit_generator.state,
-                "evaluator": self.evaluator.state_dict(),
                 # the envs mid-episode, with their spaces' RNGs: resume is exact
                 "envs": (self._closed_envs if self._closed_envs is not None
                          else snapshot_env(self.envs) if self._started else None)}
@@ -95,7 +90,6 @@ class RandomAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.rng.bit_generator.state = state["rng"]
-        self.evaluator.load_state_dict(state["evaluator"])
         if state.get("envs") is not None:
             restore_env(self.envs, state["envs"])
             self._started = True

@@ -77,7 +77,6 @@ class Reinforce(PolicyGradientAgent):
         # and the complete episodes waiting for the next update (both go in checkpoints).
         self.running: list[dict[str, Any]] = [self._empty() for _ in range(self.num_envs)]
         self.finished: list[dict[str, Any]] = []
-        self.iteration_start = 0
 
     @staticmethod
     def _empty() -> dict[str, list[Any]]:
@@ -85,22 +84,28 @@ class Reinforce(PolicyGradientAgent):
 
     def fit(self) -> None:
         ctx, opt = self.ctx, self.opt
-        total = int(ctx.config.train.total_steps)
         self.start_envs()
-        while self.step < total and not ctx.stop_requested:
-            if not self.finished:
-                self.iteration_start = self.step
-            # ---- play until episodes_per_update episodes are complete
-            while (len(self.finished) < opt.episodes_per_update and self.step < total
+        reported = self.step  # the step of the last ctx.update
+        while self.step < ctx.budget and not ctx.stop_requested:
+            # 1. Play until episodes_per_update episodes are complete.
+            while (len(self.finished) < opt.episodes_per_update and self.step < ctx.budget
                    and not ctx.stop_requested):
                 self.finished += self.play_step()
             if len(self.finished) >= opt.episodes_per_update or (
-                    self.finished and self.step >= total):
+                    self.finished and self.step >= ctx.budget):
+                # 2. Returns G_t and one gradient step on their batch.
+                log = self.log_due()
                 metrics = self.update(self.finished)
                 self.finished = []
                 self.updates += 1
-                self.after_update(self.iteration_start, metrics)
-        self.final_evaluation()  # (when the budget ran out with no complete episode to learn from)
+                # 3. Log, evaluate when due, checkpoint, progress: the one call per update.
+                ctx.update(self, self.step, metrics if log else None,
+                           rows=self.take_episodes(), show=self.shown())
+                reported = self.step
+        if self.step != reported:
+            # Steps played since the last update (stopped, or the budget ran out with no
+            # complete episode to learn from): their episodes, and the final evaluation.
+            ctx.update(self, self.step, rows=self.take_episodes(), show=self.shown())
 
     def play_step(self) -> list[dict[str, Any]]:
         """One vector step; returns the episodes it completed (with G_T's bootstrap value)."""
@@ -119,7 +124,7 @@ class Reinforce(PolicyGradientAgent):
                 done.append({**episode, "final_obs": final})
                 self.running[i] = self._empty()
         if done:
-            self.log_episodes(infos)
+            self.record_episodes(infos)
         return done
 
     def update(self, episodes: list[dict[str, Any]]) -> dict[str, float]:
@@ -161,14 +166,12 @@ class Reinforce(PolicyGradientAgent):
     # ------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "running": [_pack(ep) for ep in self.running],
-                "finished": [_pack(ep) for ep in self.finished],
-                "iteration_start": self.iteration_start}
+                "finished": [_pack(ep) for ep in self.finished]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.running = [_unpack(ep, self.device) for ep in state["running"]]
         self.finished = [_unpack(ep, self.device) for ep in state["finished"]]
-        self.iteration_start = int(state["iteration_start"])
 
 
 def _pack(episode: dict[str, Any]) -> dict[str, Any]:

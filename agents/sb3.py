@@ -17,22 +17,23 @@ What the adapter does, top to bottom:
    action space (DQN on ``Box``, SAC on ``Discrete``) is a :class:`ConfigError` here, before
    any SB3 code runs.
 2. **Logging.** SB3's ``Logger`` gets one output format, :class:`TrackerWriter`, that renames
-   SB3's keys to forgelab's metric names (:data:`METRIC_NAMES`) and sends them to
-   ``ctx.tracker``. Because a logger is given before ``learn``, SB3 never creates its default
+   SB3's keys to forgelab's metric names (:data:`METRIC_NAMES`) and keeps the rows for the
+   next ``ctx.update``. Because a logger is given before ``learn``, SB3 never creates its default
    ``$TMPDIR/SB3-<date>`` folder.
-3. **Training loop hooks.** A ``BaseCallback`` runs after every vector step: it logs finished
-   episodes (``train/episode_return``), runs forgelab's :class:`PeriodicEvaluator`
-   (deterministic evaluation, rollout videos, the ``best`` checkpoint), writes periodic
-   checkpoints, moves the progress bar, and returns ``False`` once Ctrl-C / SIGTERM asked the
-   run to stop, which makes SB3's ``learn`` return so the runner can checkpoint.
+3. **Training loop hooks.** A ``BaseCallback`` runs after every vector step and makes the
+   step's one ``ctx.update``: SB3's rows and the finished episodes (``train/episode_return``)
+   are logged, the loop evaluates when due (:class:`~forgelab.agents.evaluation.PolicyEvaluator`:
+   deterministic episodes, rollout videos; the loop keeps the ``best`` checkpoint), writes
+   periodic checkpoints and moves the progress bar. It returns ``False`` once Ctrl-C / SIGTERM
+   asked the run to stop, which makes SB3's ``learn`` return so the runner can checkpoint.
 4. **Checkpoints.** ``save_files`` writes SB3's own ``model.zip`` (usable with
    ``PPO.load("model.zip")`` outside forgelab) and, with ``save_replay_buffer: true``, the
    replay buffer as a NumPy ``.npz``. ``load_files`` reads only the ``.pth`` tensors inside the
    zip (SB3 loads those with ``torch.load(weights_only=True)``) and the ``.npz`` with
    ``allow_pickle=False``: nothing pickled is ever unpickled. (``PPO.load`` would also read the
    zip's ``data`` entry, whose non-JSON values, such as schedules and spaces, are cloudpickled,
-   so it must not be used on untrusted files; forgelab never calls it.) Step counters, the
-   evaluator's best score, SB3's episode window and the exploration RNG go in ``state_dict``.
+   so it must not be used on untrusted files; forgelab never calls it.) Step counters, SB3's
+   episode window and the exploration RNG go in ``state_dict``.
 
 Resuming continues the step counter (``learn(..., reset_num_timesteps=False)``) with the saved
 networks, optimizers and counters; the environments start fresh episodes (seeded with
@@ -60,12 +61,11 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from forgelab.agents.evaluation import PolicyEvaluator
 from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
 from forgelab.core.component import RunContext
 from forgelab.core.config import EnvSpec, ExperimentConfig
 from forgelab.core.errors import ConfigError, ForgelabError
-from forgelab.core.evaluation import PeriodicEvaluator
-from forgelab.core.tracking import Tracker
 from forgelab.envs.building import make_env
 
 MODEL_FILE = "model.zip"
@@ -110,21 +110,21 @@ def forgelab_metric(key: str, value: Any,
 
 
 class TrackerWriter(KVWriter):
-    """An SB3 logger output format that writes to the forgelab tracker.
+    """An SB3 logger output format that keeps SB3's rows, renamed to forgelab's metric names,
+    for the run's next ``ctx.update`` (:meth:`take`).
 
-    Rows are forwarded at most once per ``train.log_every`` env steps, like the native agents'
+    Rows are kept at most once per ``train.log_every`` env steps, like the native agents'
     ``train/`` rows (on-policy SB3 dumps its logger after every rollout, which can be often).
 
-    :param tracker: the run's tracker.
     :param renames: per-algorithm renames on top of :data:`METRIC_NAMES`.
-    :param log_every: env steps between forwarded rows.
+    :param log_every: env steps between kept rows.
     """
 
-    def __init__(self, tracker: Tracker, renames: dict[str, str | None], log_every: int) -> None:
-        self.tracker = tracker
+    def __init__(self, renames: dict[str, str | None], log_every: int) -> None:
         self.renames = renames
         self.log_every = log_every
         self._last_step: int | None = None
+        self._rows: list[tuple[dict[str, float], int]] = []
 
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]],
               step: int = 0) -> None:
@@ -134,8 +134,13 @@ class TrackerWriter(KVWriter):
         metrics = dict(filter(None, (forgelab_metric(k, v, self.renames)
                                      for k, v in key_values.items())))
         if metrics:
-            self.tracker.log(metrics, global_step=int(step))
+            self._rows.append((metrics, int(step)))
             self._last_step = step
+
+    def take(self) -> list[tuple[dict[str, float], int]]:
+        """The rows written since the last call, as ``(row, step)``."""
+        rows, self._rows = self._rows, []
+        return rows
 
     def close(self) -> None:
         pass
@@ -145,9 +150,9 @@ class TrackerWriter(KVWriter):
 def _make_one(spec: EnvSpec) -> gym.Env:
     """One training env; in a ``SubprocVecEnv`` worker, plugin envs are registered first."""
     if spec.id not in gym.registry:
-        from forgelab.core.pluginhost import get_host
+        from forgelab.envs.registration import apply_env_registrations
 
-        get_host().apply_env_registrations()
+        apply_env_registrations()
     return make_env(spec)
 
 
@@ -240,8 +245,11 @@ def sb3_arguments(options: SB3Options, action_space: gym.Space) -> dict[str, Any
 
 # ------------------------------------------------------------------------ callback
 class _RunCallback(BaseCallback):
-    """Runs after every vector step inside SB3's ``learn``: episodes, evaluation,
-    checkpoints, progress, and the stop request."""
+    """Runs after every vector step inside SB3's ``learn``: the step's ``ctx.update`` (SB3's
+    logged rows, finished episodes, evaluation, checkpoints, progress) and the stop request.
+
+    Steps past the budget (an on-policy rollout is always collected whole) are reported once,
+    after ``learn`` returns, so training ends on an evaluation of the final model."""
 
     def __init__(self, agent: SB3Agent) -> None:
         super().__init__(verbose=0)
@@ -249,23 +257,22 @@ class _RunCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         agent, ctx = self.agent, self.agent.ctx
-        last, step = agent.step, int(self.model.num_timesteps)
+        step = int(self.model.num_timesteps)
         agent.step = step
+        agent.rows += agent.writer.take()  # on-policy: the row SB3 dumped after its rollout
         for info in self.locals.get("infos", ()):
             episode = info.get("episode")  # set by RecordEpisodeStatistics: the raw return
             if episode is not None:
-                ctx.tracker.log({"train/episode_return": float(episode["r"]),
-                                 "train/episode_length": int(episode["l"])}, global_step=step)
+                agent.rows.append(({"train/episode_return": float(episode["r"]),
+                                    "train/episode_length": int(episode["l"])}, step))
                 agent.recent = (agent.recent + [float(episode["r"])])[-20:]
-                ctx.progress.update(step, **{"return": float(np.mean(agent.recent))})
-        every = ctx.config.train.log_every
-        if agent.off_policy and step // every > last // every:
+        if agent.off_policy and ctx.log_due(step):
             # Off-policy SB3 dumps its logger only when episodes end (every `log_interval`
             # episodes); forgelab logs train/ rows every `log_every` env steps instead.
             self.model.dump_logs()
-        agent.evaluator.maybe_evaluate(agent.act_deterministic, step, last)
-        ctx.maybe_checkpoint(agent, step, last)
-        ctx.progress.update(step)
+            agent.rows += agent.writer.take()
+        if step < ctx.budget:
+            agent.report()
         return not ctx.stop_requested  # False makes SB3's learn() return
 
 
@@ -313,11 +320,12 @@ class SB3Agent:
                               f"{spec.id}: {_first_lines(exc)}",
                               hint=f"`forgelab list agents` shows {ctx.config.agent}'s options"
                               ) from None
-        self.model.set_logger(Logger(folder=None, output_formats=[
-            TrackerWriter(ctx.tracker, self.renames, ctx.config.train.log_every)]))
+        self.writer = TrackerWriter(self.renames, ctx.train.log_every)
+        self.model.set_logger(Logger(folder=None, output_formats=[self.writer]))
         self.step = 0
-        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.evaluator = PolicyEvaluator.for_run(ctx)
         self._buffer_restored = False
+        self.rows: list[tuple[dict[str, float], int]] = []  # rows not yet reported
         self.recent: list[float] = []  # returns of the last episodes, for the progress bar
 
     @property
@@ -335,9 +343,17 @@ class SB3Agent:
         return action
 
     # ------------------------------------------------------------------ training
+    def report(self) -> None:
+        """The one ``ctx.update`` of a step: SB3's rows and the episodes that ended since the
+        last one, in the order SB3 produced them."""
+        rows = self.rows + self.writer.take()
+        self.rows = []
+        shown = {"return": float(np.mean(self.recent))} if self.recent else {}
+        self.ctx.update(self, self.step, rows=rows, show=shown)
+
     def fit(self) -> None:
         ctx = self.ctx
-        total = int(ctx.config.train.total_steps)
+        total = ctx.budget
         try:
             if self.step < total and not ctx.stop_requested:
                 if self.step > 0:  # resumed: new episodes rather than a replay of the first ones
@@ -353,15 +369,19 @@ class SB3Agent:
                                  log_interval=log_interval, reset_num_timesteps=False,
                                  progress_bar=False)
                 self.step = int(self.model.num_timesteps)
-            if self.step >= total and self.evaluator.evaluations == 0:
-                self.evaluator.evaluate(self.act_deterministic, self.step, video=True)
+                if self.step >= total:  # the steps at and past the budget, the final model
+                    self.report()
         finally:
             self.envs.close()
             self.evaluator.close()
 
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        """The training loop's scheduled evaluation: deterministic episodes, ``eval/*``."""
+        return self.evaluator.evaluate(self.act_deterministic, self.step, video)
+
     def evaluate(self) -> dict[str, float]:
-        return self.evaluator.evaluate(self.act_deterministic, self.step, video=True,
-                                       save_best=False)
+        """``forgelab eval``: one evaluation now, with a video."""
+        return self.evaluator.evaluate(self.act_deterministic, self.step, video=True)
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -372,7 +392,6 @@ class SB3Agent:
             "counters": {name: getattr(model, name) for name in COUNTERS if hasattr(model, name)},
             "episodes": [[float(e["r"]), int(e["l"])] for e in (model.ep_info_buffer or ())],
             "action_space_rng": model.action_space.np_random.bit_generator.state,
-            "evaluator": self.evaluator.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -387,7 +406,6 @@ class SB3Agent:
                                           maxlen=window)
         self.model.ep_success_buffer = deque(maxlen=window)  # SB3 sets both or neither
         self.model.action_space.np_random.bit_generator.state = state["action_space_rng"]
-        self.evaluator.load_state_dict(state["evaluator"])
 
     @property
     def resume_note(self) -> str | None:

@@ -43,10 +43,10 @@ def run_forgelab(seed: int, args: argparse.Namespace, out: Path) -> dict[str, An
         f"train.eval_every={args.steps}", "train.eval_episodes=10", "train.video_every=null",
         "train.checkpoint_every=null", "tracking.mode=disabled", f"train.log_every={args.steps}",
         f"output_dir={out}"])
-    from forgelab.core.evaluation import PeriodicEvaluator
+    from forgelab.agents.evaluation import PolicyEvaluator
 
     spent = [0.0, 0.0]  # evaluation wall and CPU seconds, left out as for SB3
-    evaluate = PeriodicEvaluator.evaluate
+    evaluate = PolicyEvaluator.evaluate
 
     def timed(self: Any, *a: Any, **k: Any) -> Any:
         w, c = time.perf_counter(), time.process_time()
@@ -56,13 +56,13 @@ def run_forgelab(seed: int, args: argparse.Namespace, out: Path) -> dict[str, An
             spent[0] += time.perf_counter() - w
             spent[1] += time.process_time() - c
 
-    PeriodicEvaluator.evaluate = timed  # type: ignore[method-assign]
+    PolicyEvaluator.evaluate = timed  # type: ignore[method-assign]
     try:
         wall, cpu = time.perf_counter(), time.process_time()
         run_dir = runner.train(config, show_progress=False)
         wall, cpu = time.perf_counter() - wall - spent[0], time.process_time() - cpu - spent[1]
     finally:
-        PeriodicEvaluator.evaluate = evaluate  # type: ignore[method-assign]
+        PolicyEvaluator.evaluate = evaluate  # type: ignore[method-assign]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     returns = [r["train/episode_return"] for r in rows if "train/episode_return" in r]
     evals = [r["eval/return_mean"] for r in rows if "eval/return_mean" in r]
@@ -79,8 +79,8 @@ def run_sb3(seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from forgelab.agents.evaluation import run_episodes
     from forgelab.core.config import EnvSpec
-    from forgelab.core.evaluation import run_episodes
     from forgelab.envs.building import make_env
 
     class MinAtarCNN(BaseFeaturesExtractor):

@@ -5,7 +5,7 @@ Run (``make bench-rl`` runs the defaults)::
     python benchmarks/rl_vs_sb3.py [--seeds 5] [--algos dqn,ppo] [--max-steps N]
 
 For every seed and algorithm it trains forgelab's agent (the very code ``forgelab run`` uses,
-driven here through a :class:`RunContext` with tracking disabled) and SB3's, side by side in one
+with the context the runner builds, tracking disabled) and SB3's, side by side in one
 process, alternating which goes first. Both are evaluated the same way: every ``--eval-every``
 env steps, after the learning update that crossed the mark, with 10 deterministic episodes on
 a separately built evaluation env reset with seeds ``seed + 100000 + i`` (forgelab's
@@ -137,13 +137,10 @@ class Clock:
 
 # ------------------------------------------------------------------------------ forgelab
 def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Result:
-    """Train forgelab's agent through the registry, exactly as ``forgelab run`` builds it."""
+    """Train forgelab's agent through the registry, with the context ``forgelab run`` builds
+    (:func:`forgelab.core.runner.build_context`), keeping no checkpoints."""
     from forgelab.core import runner
-    from forgelab.core.component import RunContext
     from forgelab.core.config import validate_experiment
-    from forgelab.core.device import configure_cpu_math, resolve_device, seed_everything
-    from forgelab.core.progress import Progress
-    from forgelab.core.tracking import Tracker
 
     zoo = ZOO[algo]
     total = min(zoo["total_steps"], args.max_steps or zoo["total_steps"])
@@ -151,7 +148,7 @@ def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) 
         "name": f"bench-{algo}", "agent": zoo.get("agent", algo),
         "agent_options": dict(zoo["forgelab"]),
         "env": {"id": ENV_ID, "num_envs": zoo["n_envs"], **zoo.get("env", {})}, "seed": seed,
-        "device": args.device,
+        "device": args.device, "threads": args.threads,
         "train": {"total_steps": total, "eval_every": args.eval_every, "eval_episodes": 10,
                   "log_every": max(total, 1)},
         "tracking": {"mode": "disabled", "log_checkpoints": False},
@@ -161,33 +158,32 @@ def run_forgelab(algo: str, seed: int, args: argparse.Namespace, workdir: Path) 
     result = Result(algo, "forgelab", seed)
     clock = Clock(result, args.threshold, args.eval_every)
 
-    class BenchContext(RunContext):
-        """Times evaluations: a round starts at the eval env's first reset and ends when the
-        agent logs ``eval/return_mean``; stops the agent at the threshold unless ``--full``."""
-
-        def make_eval_env(self, render_mode: str | None = "rgb_array") -> gym.Env:
-            return _TimedEvalEnv(super().make_eval_env(render_mode), clock, self.eval_seed)
-
-    class BenchTracker(Tracker):
-        def log(self, metrics: Any, **axes: int) -> None:
-            super().log(metrics, **axes)
-            if "eval/return_mean" in metrics:
-                clock.end_eval(int(axes.get("global_step", 0)), float(metrics["eval/return_mean"]))
-                if clock.reached and not args.full:
-                    ctx.request_stop()
-
     run_dir = workdir / f"forgelab-{algo}-{seed}"
     run_dir.mkdir(parents=True)
-    seed_everything(seed)
-    configure_cpu_math()  # as forgelab's runner does for every job
-    ctx = BenchContext(config=config, run_dir=run_dir, device=resolve_device(args.device),
-                       seed=seed, tracker=BenchTracker(run_dir, mode="disabled", run_id="bench"),
-                       checkpoints=_NoCheckpoints(), progress=Progress(None, enabled=False),
-                       registry=prepared.host.registry)
+    ctx = runner.build_context(prepared, run_dir, "bench", "train", False, {},
+                               show_progress=False)
+    ctx.checkpoints = _NoCheckpoints()
+    # Evaluations are timed: a round starts at the eval env's first reset and ends when the
+    # agent logs eval/return_mean; the agent stops at the threshold unless --full.
+    make_eval_env, log = ctx.inputs.make_eval_env, ctx.tracker.log
+
+    def timed_eval_env(render_mode: str | None = "rgb_array") -> gym.Env:
+        return _TimedEvalEnv(make_eval_env(render_mode), clock, ctx.inputs.eval_seed)
+
+    def timed_log(metrics: Any, **axes: int) -> None:
+        log(metrics, **axes)
+        if "eval/return_mean" in metrics:
+            clock.end_eval(int(axes.get("global_step", 0)), float(metrics["eval/return_mean"]))
+            if clock.reached and not args.full:
+                ctx.request_stop()
+
+    ctx.inputs.make_eval_env, ctx.tracker.log = timed_eval_env, timed_log
     clock.start()  # construction (envs, networks) counts as training time
     agent = prepared.factory(prepared.options, ctx)
+    ctx.loop.start(int(agent.step))  # as the runner does before fit
     agent.fit()
     clock.finish(int(agent.step))
+    ctx.progress.close()
     ctx.tracker.finish()
     return result
 
@@ -228,8 +224,8 @@ def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Re
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import Logger
 
+    from forgelab.agents.evaluation import run_episodes
     from forgelab.core.config import EnvSpec
-    from forgelab.core.evaluation import run_episodes
     from forgelab.envs.building import make_env
 
     zoo = ZOO[algo]

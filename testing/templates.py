@@ -97,10 +97,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from forgelab.agents.evaluation import PolicyEvaluator
 from forgelab.core.checkpoints import to_safe
-from forgelab.envs.building import completed_episodes
 from forgelab.core.errors import ConfigError
-from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.envs.building import completed_episodes
 from forgelab.envs.state import restore_env, snapshot_env
 
 
@@ -123,7 +123,7 @@ def check_experiment(options, config, spaces) -> None:
 class LinearAgent:
     def __init__(self, options: LinearAgentConfig, ctx) -> None:
         self.options, self.ctx = options, ctx
-        self.envs = ctx.make_vec_env()
+        self.envs = ctx.inputs.make_vec_env()  # the experiment's env section, as a vector env
         n_obs = self.envs.single_observation_space.shape[0]
         self.n_actions = int(self.envs.single_action_space.n)
         self.rng = np.random.default_rng(ctx.seed)
@@ -131,7 +131,8 @@ class LinearAgent:
         self.step = 0
         self.obs = None  # None until the envs are reset; a resumed run continues mid-episode
         self.episode: list[tuple[np.ndarray, int, float]] = []
-        self.evaluator = PeriodicEvaluator(ctx, self)
+        # Deterministic episodes on the eval env, logged as eval/* (the run schedules them).
+        self.evaluator = PolicyEvaluator.for_run(ctx)
 
     def _probs(self, obs: np.ndarray) -> np.ndarray:
         logits = self.weights @ np.append(obs, 1.0)
@@ -156,11 +157,10 @@ class LinearAgent:
         self.episode = []
 
     def fit(self) -> None:
-        ctx, train = self.ctx, self.ctx.train
+        ctx = self.ctx
         if self.obs is None:
             self.obs, _ = self.envs.reset(seed=ctx.seed)
-        while self.step < train.total_steps and not ctx.stop_requested:
-            last = self.step
+        while self.step < ctx.budget and not ctx.stop_requested:
             obs = np.asarray(self.obs[0], dtype=np.float64)
             action = int(self.rng.choice(self.n_actions, p=self._probs(obs)))
             self.obs, reward, terminated, truncated, infos = self.envs.step(np.array([action]))
@@ -168,17 +168,20 @@ class LinearAgent:
             self.step += 1
             if terminated[0] or truncated[0]:
                 self._update()
-            for episode_return, length in completed_episodes(infos):
-                ctx.tracker.log({"train/episode_return": episode_return,
-                                 "train/episode_length": length}, global_step=self.step)
-            self.evaluator.maybe_evaluate(self._greedy, self.step, last)
-            ctx.maybe_checkpoint(self, self.step, last)
-            ctx.progress.update(self.step)
-        if self.step >= train.total_steps and self.evaluator.evaluations == 0:
-            self.evaluator.evaluate(self._greedy, self.step, video=False)
+            # The one call per step: logs the episodes that ended, evaluates when a
+            # train.eval_every mark is crossed (and at the end; the best evaluation becomes
+            # the `best` checkpoint), saves periodic checkpoints and moves the progress bar.
+            episodes = [({"train/episode_return": episode_return,
+                          "train/episode_length": length}, self.step)
+                        for episode_return, length in completed_episodes(infos)]
+            ctx.update(self, self.step, rows=episodes)
 
-    def evaluate(self) -> dict[str, float]:
-        return self.evaluator.evaluate(self._greedy, self.step, video=False, save_best=False)
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        # Called by ctx.update when an evaluation is due; the corridor draws no frames.
+        return self.evaluator.evaluate(self._greedy, self.step, video=False)
+
+    def evaluate(self) -> dict[str, float]:  # `forgelab eval`
+        return self.evaluator.evaluate(self._greedy, self.step, video=False)
 
     def state_dict(self) -> dict[str, Any]:
         # Everything fit() needs to continue exactly: weights, RNG, the episode so far, the envs.
@@ -186,7 +189,6 @@ class LinearAgent:
             "step": self.step, "weights": self.weights, "rng": self.rng.bit_generator.state,
             "obs": self.obs, "envs": snapshot_env(self.envs) if self.obs is not None else None,
             "episode": [(obs, action, reward) for obs, action, reward in self.episode],
-            "evaluator": self.evaluator.state_dict(),
         })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -194,7 +196,6 @@ class LinearAgent:
         self.weights = state["weights"].numpy().copy()
         self.rng.bit_generator.state = state["rng"]
         self.episode = [(obs.numpy().copy(), int(a), float(r)) for obs, a, r in state["episode"]]
-        self.evaluator.load_state_dict(state["evaluator"])
         if state["envs"] is not None:
             restore_env(self.envs, state["envs"])
             self.obs = state["obs"].numpy().copy()

@@ -96,15 +96,15 @@ def stop_after_first_checkpoint(ctx: Any) -> None:
     Ctrl-C would: for plugin factories in resume tests."""
     if ctx.resumed:
         return
-    save = ctx.maybe_checkpoint
+    save = ctx.checkpoints.save
 
-    def maybe_checkpoint(component, step, last_step):
-        saved = save(component, step, last_step)
-        if saved:
+    def save_then_stop(component, step=None, *, best=False, metrics=None):
+        path = save(component, step, best=best, metrics=metrics)
+        if step is not None and not best:  # a periodic checkpoint (ctx.update saved it)
             ctx.request_stop()
-        return saved
+        return path
 
-    ctx.maybe_checkpoint = maybe_checkpoint
+    ctx.checkpoints.save = save_then_stop
 
 
 class InterruptedPPO:

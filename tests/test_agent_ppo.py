@@ -39,7 +39,7 @@ def test_ppo_solves_cartpole() -> None:
     assert max(evals) >= 475, f"deterministic eval means over training: {evals}"
     assert evals[-1] >= 400, f"PPO forgot what it learned: {evals}"
     best, _ = CheckpointManager(run_dir / "checkpoints").load("best")
-    assert best["component"]["evaluator"]["best_return"] >= 475
+    assert best["loop"]["best"] >= 475
 
 
 def test_ppo_on_pendulum_uses_box_actions_and_normalises_observations() -> None:

@@ -1,6 +1,6 @@
 from pydantic import BaseModel, ConfigDict, Field
 
-from forgelab.core.evaluation import PeriodicEvaluator
+from forgelab.agents.evaluation import PolicyEvaluator
 
 
 class ConstantConfig(BaseModel):
@@ -21,22 +21,24 @@ def check_discrete(options, config, spaces):
 class ConstantAgent:
     def __init__(self, options, ctx):
         self.options, self.ctx, self.step = options, ctx, 0
-        self.evaluator = PeriodicEvaluator(ctx, self)
+        self.evaluator = PolicyEvaluator.for_run(ctx)
 
     def _policy(self, obs):
         return self.options.action
 
     def fit(self):
-        envs = self.ctx.make_vec_env()
+        envs = self.ctx.inputs.make_vec_env()
         envs.reset(seed=self.ctx.seed)
-        while self.step < self.ctx.config.train.total_steps and not self.ctx.stop_requested:
+        while self.step < self.ctx.budget and not self.ctx.stop_requested:
             envs.step([self.options.action] * envs.num_envs)
             self.step += envs.num_envs
-            self.ctx.progress.update(self.step)
-        self.evaluator.evaluate(self._policy, self.step, video=False)
+            self.ctx.update(self, self.step)  # evaluates at the end, checkpoints, progress
+
+    def periodic_evaluation(self, video):
+        return self.evaluator.evaluate(self._policy, self.step, video=False)
 
     def evaluate(self):
-        return self.evaluator.evaluate(self._policy, self.step, video=False, save_best=False)
+        return self.evaluator.evaluate(self._policy, self.step, video=False)
 
     def state_dict(self):
         return {"step": self.step}

@@ -1,5 +1,11 @@
-"""Deterministic policy evaluation, rollout videos and the periodic-evaluation schedule that
-every RL agent shares (native and SB3 alike), so their dashboards read the same."""
+"""Deterministic policy evaluation and rollout videos, shared by every RL agent (native, SB3,
+plugins), so their dashboards read the same.
+
+The schedule (when to evaluate, when to record a video, which evaluation is the ``best``
+checkpoint) is not here: it is the training loop's (:mod:`forgelab.core.loop`), which calls
+the component's ``periodic_evaluation(video)``; an agent answers it with
+:meth:`PolicyEvaluator.evaluate`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     import gymnasium as gym
 
-    from forgelab.core.component import Component, RunContext
+    from forgelab.core.component import RunContext
+    from forgelab.core.tracking import Tracker
 
 Policy = Callable[[np.ndarray], Any]  # one observation -> one action
 
@@ -71,75 +78,56 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int,
     return results
 
 
-class PeriodicEvaluator:
-    """Evaluates every ``train.eval_every`` env steps, records a rollout video every
-    ``train.video_every`` steps, and keeps the best model as the ``best`` checkpoint.
+class PolicyEvaluator:
+    """Evaluates a policy over the same seeded episodes each time, logs ``eval/*`` and, when
+    asked, the first episode as ``rollout/video``.
 
-    :param ctx: the run context (env builder, tracker, checkpoints, train schedule).
-    :param component: saved as ``best`` when the evaluation mean improves.
+    :param make_env: builds the evaluation env (with ``render_mode="rgb_array"`` for videos);
+        called on the first evaluation.
+    :param tracker: where ``eval/*`` and the video are logged.
+    :param episodes: episodes per evaluation (``train.eval_episodes``).
+    :param seed: episode ``i`` is reset with ``seed + i`` (the run's evaluation seed): the same
+        seeds at every evaluation make successive numbers comparable.
+    :param should_stop: Ctrl-C / SIGTERM: stop part-way (the partial result is not logged).
     """
 
-    def __init__(self, ctx: RunContext, component: Component) -> None:
-        self.ctx = ctx
-        self.component = component
-        self.best_return = -np.inf
-        self.evaluations = 0
+    def __init__(self, make_env: Callable[[], gym.Env], tracker: Tracker, episodes: int,
+                 seed: int, should_stop: Callable[[], bool] | None = None) -> None:
+        self.make_env, self.tracker = make_env, tracker
+        self.episodes, self.seed, self.should_stop = episodes, seed, should_stop
         self._env: gym.Env | None = None
+
+    @classmethod
+    def for_run(cls, ctx: RunContext) -> PolicyEvaluator:
+        """The evaluator of a run: its eval env, tracker, ``train.eval_episodes`` and seeds."""
+        inputs = ctx.inputs
+        return cls(lambda: inputs.make_eval_env(render_mode="rgb_array"), ctx.tracker,
+                   ctx.train.eval_episodes, inputs.eval_seed, lambda: ctx.stop_requested)
 
     @property
     def env(self) -> gym.Env:
         if self._env is None:
-            self._env = self.ctx.make_eval_env(render_mode="rgb_array")
+            self._env = self.make_env()
         return self._env
 
-    def evaluate(self, policy: Policy, step: int, video: bool = True,
-                 save_best: bool = True) -> dict[str, float]:
-        """Evaluate now over ``train.eval_episodes`` episodes and log ``eval/*`` (+ video)."""
-        train = self.ctx.config.train
-        # The same seeds at every evaluation make successive numbers comparable.
-        results = run_episodes(self.env, policy, train.eval_episodes, seed=self.ctx.eval_seed,
-                               record_first=video, should_stop=lambda: self.ctx.stop_requested)
-        if len(results.returns) < train.eval_episodes:
+    def evaluate(self, policy: Policy, step: int, video: bool = False) -> dict[str, float]:
+        """Evaluate now, log ``eval/*`` (and the video) at ``step`` and return the metrics."""
+        results = run_episodes(self.env, policy, self.episodes, seed=self.seed,
+                               record_first=video, should_stop=self.should_stop)
+        if len(results.returns) < self.episodes:
             # Stopped part-way (Ctrl-C / SIGTERM): a partial evaluation is neither logged nor
             # compared with the best one.
             return {"eval/episodes": len(results.returns)}
         metrics = results.metrics("eval")
-        self.ctx.tracker.log(metrics, global_step=step)
+        self.tracker.log(metrics, global_step=step)
         if video and results.frames:
             fps = int(self.env.metadata.get("render_fps", 30) or 30)
-            self.ctx.tracker.log_video("rollout/video", np.stack(results.frames), fps=fps,
-                                       caption=f"step {step}, return {results.returns[0]:.1f}",
-                                       global_step=step)
-        self.evaluations += 1
-        if save_best and metrics["eval/return_mean"] > self.best_return:
-            self.best_return = metrics["eval/return_mean"]
-            self.ctx.checkpoints.save(self.component, step, best=True, metrics=metrics)
-        if self.best_return > -np.inf:
-            self.ctx.tracker.summary({"eval/best_return_mean": self.best_return})
+            self.tracker.log_video("rollout/video", np.stack(results.frames), fps=fps,
+                                   caption=f"step {step}, return {results.returns[0]:.1f}",
+                                   global_step=step)
         return metrics
-
-    def maybe_evaluate(self, policy: Policy, step: int, last_step: int) -> dict[str, float] | None:
-        """Evaluate when ``step`` crossed an ``eval_every`` mark since ``last_step``; a video
-        is recorded when it also crossed a ``video_every`` mark."""
-        train = self.ctx.config.train
-        crossed = _crossed(train.eval_every, step, last_step)
-        video = _crossed(train.video_every, step, last_step)
-        if not crossed and not video:
-            return None
-        return self.evaluate(policy, step, video=video)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best_return": float(self.best_return), "evaluations": self.evaluations}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_return = float(state["best_return"])
-        self.evaluations = int(state["evaluations"])
 
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
             self._env = None
-
-
-def _crossed(every: int | None, step: int, last_step: int) -> bool:
-    return bool(every) and step // every > last_step // every
