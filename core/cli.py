@@ -205,29 +205,25 @@ def _component_rows(host, kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _env_rows(host, details: bool) -> list[dict[str, Any]]:
-    import gymnasium
-
-    host.apply_env_registrations()
-    rows = _component_rows(host, "env")
-    plugin_ids = {row["name"] for row in rows}
-    for env_id, spec in sorted(gymnasium.registry.items()):
-        if env_id in plugin_ids:
-            continue
-        rows.append({"name": env_id, "kind": "env", "description": "", "plugin": "gymnasium",
-                     "distribution": "gymnasium", "entry_point": str(spec.entry_point)})
-    if details:
-        import warnings
-
-        warnings.simplefilter("ignore")  # gymnasium warns about every out-of-date version
-        for row in rows:
-            try:
-                env = gymnasium.make(row["name"])
-                row["observation_space"] = str(env.observation_space)
-                row["action_space"] = str(env.action_space)
-                env.close()
-            except Exception as exc:  # optional extras (box2d, mujoco, atari) not installed
-                row["unavailable"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+def _listed_rows(host, kind: str, details: bool, everything: bool) -> list[dict[str, Any]]:
+    """The rows of ``forgelab list <kind>s``: the plugins' registrations, then what the
+    families that take ``kind`` as an input know beyond them (their support module's
+    ``catalog_rows``: gymnasium's own envs). With ``everything`` (``list all``) and no details
+    those extra rows are left out (gymnasium alone has hundreds)."""
+    extra: list[dict[str, Any]] = []
+    for family in host.families().values():
+        if kind in (input_kind for input_kind, _ in family.inputs):
+            catalog = getattr(family.load_support(), "catalog_rows", None)
+            if catalog is not None:  # first: it may refuse clashing registrations
+                extra += catalog(kind, host, details)
+    rows = _component_rows(host, kind)
+    by_name = {row["name"]: row for row in rows}
+    for row in extra:
+        mine = by_name.get(row["name"])
+        if mine is not None:  # a plugin's: keep its source, take the details
+            mine.update({key: value for key, value in row.items() if key not in mine})
+        elif details or not everything:
+            rows.append(row)
     return rows
 
 
@@ -263,13 +259,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for plural in kinds:
         if plural == "experiments":
             result["experiments"] = _experiment_rows(host)
-        elif plural == "envs":
-            rows = _env_rows(host, args.details)
-            if args.what == "all" and not args.details:  # all: plugin envs only, gym's are many
-                rows = [r for r in rows if r["plugin"] != "gymnasium"]
-            result["envs"] = rows
         else:
-            result[plural] = _component_rows(host, PLURALS[plural])
+            result[plural] = _listed_rows(host, PLURALS[plural], args.details,
+                                          everything=args.what == "all")
     if args.what == "all":
         result["experiments"] = _experiment_rows(host)
     if args.json:

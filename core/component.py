@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # keep `import forgelab.core` free of torch and gymnasium
-    import gymnasium as gym
+if TYPE_CHECKING:  # keep `import forgelab.core` free of torch
     import torch
 
     from forgelab.core.checkpoints import CheckpointManager
@@ -169,31 +168,35 @@ class RunContext:
             return True
         return False
 
-    # -------------------------------------------------------------- environments
-    def make_env(self, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
-        """One environment with the experiment's wrappers, seeded (``ctx.seed`` by default)."""
-        from forgelab.envs.building import make_env
+    # ------------------------------------------------------- the family's inputs
+    # Shorthands an agent's code has long used: ``ctx.make_vec_env()`` is
+    # ``ctx.inputs.make_vec_env()`` (an agent's inputs are its env builders,
+    # :class:`forgelab.envs.building.Environments`). Core builds no env itself.
+    def _family_inputs(self) -> Any:
+        """``inputs``, built by the family's support module when a hand-made context has none."""
+        if self.inputs is None:
+            family = self.family
+            if family is None:
+                from forgelab.core.pluginhost import get_host
 
-        env = make_env(self.config.env, render_mode=render_mode)
-        env.reset(seed=self.seed if seed is None else seed)
-        return env
+                family = get_host().family(self.config)
+            self.inputs = family.load_support().run_inputs(self.config, self)
+        return self.inputs
 
-    def make_vec_env(self) -> gym.vector.VectorEnv:
-        """The training vector env (``env.num_envs`` copies, sync or async, same-step autoreset).
+    def make_env(self, seed: int | None = None, render_mode: str | None = None) -> Any:
+        """``ctx.inputs.make_env``: one env with the experiment's wrappers, reset with ``seed``
+        (``ctx.seed`` by default)."""
+        return self._family_inputs().make_env(seed=seed, render_mode=render_mode)
 
-        Unseeded: call ``envs.reset(seed=ctx.seed)`` once (sub-env ``i`` gets ``seed + i``). The
-        last observation of a finished episode is in ``info["final_obs"]``
-        (:func:`forgelab.envs.building.final_observations`).
-        """
-        from forgelab.envs.building import make_vec_env
+    def make_vec_env(self) -> Any:
+        """``ctx.inputs.make_vec_env``: the training vector env (unseeded: call
+        ``envs.reset(seed=ctx.seed)`` once; a finished episode's last observation is in
+        ``info["final_obs"]``)."""
+        return self._family_inputs().make_vec_env()
 
-        return make_vec_env(self.config.env)
-
-    def make_eval_env(self, render_mode: str | None = "rgb_array") -> gym.Env:
-        """An evaluation env with its own seed stream, separate from the training envs."""
-        from forgelab.envs.building import make_env
-
-        return make_env(self.config.env, render_mode=render_mode, for_eval=True)
+    def make_eval_env(self, render_mode: str | None = "rgb_array") -> Any:
+        """``ctx.inputs.make_eval_env``: an evaluation env, separate from the training envs."""
+        return self._family_inputs().make_eval_env(render_mode=render_mode)
 
     @property
     def eval_seed(self) -> int:

@@ -112,7 +112,32 @@ class Family:
 
 
 class FamilySupport(Protocol):
-    """The functions a family's ``support`` module defines (imported when a run starts)."""
+    """The functions a family's ``support`` module defines (imported when a run starts).
+
+    ``check_inputs`` and ``run_inputs`` (below) are required. Core asks for the others with
+    ``getattr(support, name, None)`` and does without them; they are how core stays free of any
+    family's libraries (the RL family's, :mod:`forgelab.agents.family`, holds every gymnasium
+    call core needs):
+
+    ``input_origin(kind, name) -> dict | None``
+        Where an input no plugin registered comes from (``{"distribution", "version"}``: a
+        gymnasium id of gymnasium's own registry), for ``run.json``'s provenance.
+    ``catalog_rows(kind, host, details) -> list[dict]``
+        ``forgelab list <kind>s``: the inputs of ``kind`` the family's library knows (rows
+        ``{name, kind, description, plugin, distribution, ...}``, plugin registrations included:
+        the plugins' own rows keep their source and gain the keys they lack); with ``details``,
+        more keys per row (an env's spaces). ``list all`` without details shows only the
+        plugins' rows.
+    ``evaluate_episodes(component, ctx, step, episodes, videos, stochastic) -> dict``
+        ``forgelab eval RUN --episodes/--video/--stochastic`` (each None or False when not
+        given): play and log episodes at ``step`` in the eval job's ``ctx``; return the
+        metrics, with written video paths under ``"videos"``. Without it ``forgelab eval``
+        calls ``component.evaluate()`` and refuses those flags.
+    ``watch_episodes(policy, episodes, stochastic, render_mode) -> (returns, videos, fps)``
+        ``forgelab watch``: play a :class:`~forgelab.core.loading.Policy` (``render_mode``
+        ``human``: in a window; otherwise every episode recorded as frames). Without it there
+        is nothing to watch.
+    """
 
     def check_inputs(self, config: ExperimentConfig, host: PluginHost,
                      registration: Registration) -> Any:

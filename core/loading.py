@@ -9,8 +9,11 @@ directory, or touching the caller's global state (torch threads, RNG seeds)::
     obs, _ = env.reset(seed=0)
     action = policy.predict(obs)                        # deterministic by default
 
-Native agents and SB3 agents give the same :class:`Policy`; generative models give a
-:class:`Sampler`. ``path`` is a run directory or one of its ``checkpoints/step-*`` folders.
+A component that samples (the :class:`~forgelab.core.component.Sampler` capability: generative
+models) gives a :class:`Sampler`; any other (native and SB3 agents: the
+:class:`~forgelab.core.component.Actor` capability) the same :class:`Policy`, whose env comes
+from the family's inputs (an agent's env builders). ``path`` is a run directory or one of its
+``checkpoints/step-*`` folders.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from forgelab.core.errors import ForgelabError
 
 if TYPE_CHECKING:
-    import gymnasium as gym
     import numpy as np
     import torch
 
+    from forgelab.core.family import Family
     from forgelab.core.pluginhost import PluginHost
 
 _STEP_DIR = re.compile(r"^(step-)?(\d+)$")
@@ -114,18 +117,20 @@ def load(path: str | Path, checkpoint: str | int | None = None, device: str = "c
     folder = checkpoint_dir(run_dir, folder_name or checkpoint or "best")
     state = read_checkpoint(folder)
     prepared = runner.prepare(config, host)
-    component, workdir = _build(prepared, run_dir)
+    component, ctx, workdir = _build(prepared, run_dir)
     try:
         restore_component(component, state, folder)
     except BaseException:
         _close(component)
         workdir.cleanup()
         raise
-    cls = Policy if config.kind == "agent" else Sampler
-    return cls(component, config, run_dir, folder, int(state["step"]), workdir)
+    samples = hasattr(component, "sample_to_file") or hasattr(component, "sample")
+    cls = Sampler if samples else Policy
+    return cls(component, config, run_dir, folder, int(state["step"]), workdir,
+               family=prepared.family, inputs=ctx.inputs)
 
 
-def _build(prepared: Any, run_dir: Path) -> tuple[Any, tempfile.TemporaryDirectory]:
+def _build(prepared: Any, run_dir: Path) -> tuple[Any, Any, tempfile.TemporaryDirectory]:
     """The component with a context that logs nowhere (W&B disabled, files in a temp folder)
     and without changing the caller's RNG."""
     import torch
@@ -144,7 +149,8 @@ def _build(prepared: Any, run_dir: Path) -> tuple[Any, tempfile.TemporaryDirecto
                      seed=config.seed, tracker=tracker,
                      checkpoints=CheckpointManager(scratch / "checkpoints"),
                      progress=Progress(None, enabled=False), registry=prepared.host.registry,
-                     job_type="load")
+                     job_type="load", family=prepared.family)
+    ctx.inputs = prepared.family.load_support().run_inputs(config, ctx)  # a model's dataset
     try:
         with torch.random.fork_rng(devices=[]):  # building networks draws from torch's RNG
             component = prepared.factory(prepared.options, ctx)
@@ -152,7 +158,7 @@ def _build(prepared: Any, run_dir: Path) -> tuple[Any, tempfile.TemporaryDirecto
         tracker.finish(quiet=True)
         workdir.cleanup()
         raise
-    return component, workdir
+    return component, ctx, workdir
 
 
 def _close(component: Any) -> None:
@@ -169,7 +175,8 @@ class _Loaded:
     """What policies and samplers share: the run, the checkpoint, closing."""
 
     def __init__(self, component: Any, config: Any, run_dir: Path, checkpoint: Path, step: int,
-                 workdir: tempfile.TemporaryDirectory) -> None:
+                 workdir: tempfile.TemporaryDirectory, family: Any = None,
+                 inputs: Any = None) -> None:
         #: the rebuilt component (a forgelab agent or model) for anything beyond this API
         self.component = component
         #: the run's validated experiment config
@@ -179,6 +186,10 @@ class _Loaded:
         self.checkpoint = Path(checkpoint)
         #: training progress at that checkpoint (env steps for agents, epochs for models)
         self.step = step
+        #: the component's family (:class:`forgelab.core.family.Family`)
+        self.family = family
+        #: what the family gave the component (an agent's env builders, a dataset loader)
+        self.inputs = inputs
         self._finalizer = weakref.finalize(self, _finalize, component, workdir)
 
     def close(self) -> None:
@@ -207,14 +218,14 @@ class Policy(_Loaded):
     """A trained agent (native or SB3) that acts: ``predict(obs, deterministic=True)``."""
 
     @property
-    def observation_space(self) -> gym.Space:
+    def observation_space(self) -> Any:
         return self._spaces()[0]
 
     @property
-    def action_space(self) -> gym.Space:
+    def action_space(self) -> Any:
         return self._spaces()[1]
 
-    def _spaces(self) -> tuple[gym.Space, gym.Space]:
+    def _spaces(self) -> tuple[Any, Any]:
         if not hasattr(self, "_space_cache"):
             env = self.make_env()
             self._space_cache = (env.observation_space, env.action_space)
@@ -234,7 +245,7 @@ class Policy(_Loaded):
 
         act = getattr(self.component, "actions", None)
         if act is None:
-            raise ForgelabError(f"agent {self.config.agent!r} does not provide actions()",
+            raise ForgelabError(f"{self.config.component!r} does not provide actions()",
                                 hint="its plugin must implement the Actor protocol "
                                 "(forgelab.core.component.Actor)")
         obs = np.asarray(obs)
@@ -248,17 +259,17 @@ class Policy(_Loaded):
 
     __call__ = predict
 
-    def make_env(self, render_mode: str | None = None, seed: int | None = None) -> gym.Env:
-        """The experiment's environment with its wrappers (what the policy was trained on).
+    def make_env(self, render_mode: str | None = None, seed: int | None = None) -> Any:
+        """The experiment's environment with its wrappers (what the policy was trained on), as
+        the family's inputs build it for evaluation (``inputs.make_eval_env``).
 
         :param render_mode: e.g. ``human`` for a window or ``rgb_array`` for frames.
         :param seed: reset once with this seed (default: leave it unseeded until you reset).
         """
-        from forgelab.core.pluginhost import get_host
-        from forgelab.envs.building import make_env
-
-        get_host().apply_env_registrations()
-        env = make_env(self.config.env, render_mode=render_mode, for_eval=True)
+        make = getattr(self.inputs, "make_eval_env", None)
+        if make is None:
+            raise ForgelabError(f"{self.config.component!r} was not trained in an environment")
+        env = make(render_mode=render_mode)
         if seed is not None:
             env.reset(seed=seed)
         return env
@@ -300,9 +311,10 @@ class Sampler(_Loaded):
         return self.sample(n, seed).numpy()
 
 
-def nothing_to_resume(run_dir: Path, config: Any, info: dict[str, Any]) -> str | None:
+def nothing_to_resume(run_dir: Path, config: Any, info: dict[str, Any],
+                      family: Family) -> str | None:
     """Why resuming ``run_dir`` with ``config`` would train nothing (None when it would):
-    the run finished and its latest checkpoint is at the end of the budget."""
+    the run finished and its latest checkpoint is at the end of the family's budget."""
     from forgelab.core.checkpoints import CheckpointManager
 
     if info.get("status") != "finished":
@@ -312,8 +324,7 @@ def nothing_to_resume(run_dir: Path, config: Any, info: dict[str, Any]) -> str |
     if match is None:
         return None
     step = int(match.group(2))
-    key, budget = (("train.total_steps", config.train.total_steps) if config.kind == "agent"
-                   else ("train.epochs", config.train.epochs))
+    key, budget = f"train.{family.budget_key}", getattr(config.train, family.budget_key)
     if budget is None or step < budget:
         return None
     return (f"nothing to resume: {run_dir} finished at step {step} of {key}={budget}; "

@@ -175,7 +175,7 @@ class PluginHost:
         self.registry.explain = self.explain_missing
         self.plugins: dict[str, PluginInfo] = {}
         self.experiments: dict[str, ExperimentFile] = {}
-        self._envs_applied = False
+        self._done: set[str] = set()  # keys of first_time()
         self._families: dict[str, Family] | None = None
 
     # ----------------------------------------------------------------- discovery
@@ -510,65 +510,21 @@ class PluginHost:
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.plugins.values() if info.status == "failed"]
 
-    # ------------------------------------------------------------- environments
-    def apply_env_registrations(self) -> None:
-        """Put every plugin environment into gymnasium's registry (once per process).
+    # ------------------------------------------------------------ for families
+    def first_time(self, key: str) -> bool:
+        """True the first time ``key`` is asked on this host, then False: work a family's
+        support does once per host (e.g. putting plugin envs into gymnasium's registry,
+        :func:`forgelab.envs.registration.apply_env_registrations`)."""
+        if key in self._done:
+            return False
+        self._done.add(key)
+        return True
 
-        An id that gymnasium already knows with another entry point is a clash: the plugin's
-        environment is reported (an error in strict mode) and gymnasium's stays.
-        """
-        if self._envs_applied:
-            return
-        self._envs_applied = True
-        import gymnasium
-
-        for reg in list(self.registry.all("env")):
-            spec = gymnasium.registry.get(reg.name)
-            if spec is not None:
-                if _same_entry_point(spec.entry_point, reg.factory):
-                    continue
-                message = (f"environment {reg.name!r} from {reg.source} clashes with the id "
-                           f"already in gymnasium's registry (entry point {spec.entry_point!r})")
-                self.registry.remove("env", reg.name)
-                self._fail(self.plugins[reg.source.plugin], message)
-                # The plugin report was printed before environments are applied: say it now,
-                # so a clash is never silent.
-                print(f"warning: {message}; gymnasium's environment is used", file=sys.stderr)
-                continue
-            gymnasium.register(
-                id=reg.name,
-                entry_point=reg.factory,
-                kwargs=reg.metadata.get("kwargs") or {},
-                max_episode_steps=reg.metadata.get("max_episode_steps"),
-                reward_threshold=reg.metadata.get("reward_threshold"),
-                nondeterministic=bool(reg.metadata.get("nondeterministic", False)),
-            )
-
-
-def _env_distribution(env_id: str) -> dict[str, str | None]:
-    """The distribution that provides a gymnasium id registered outside forgelab's plugins
-    (gymnasium's own, or a package that registers on import)."""
-    try:
-        import gymnasium
-
-        entry = gymnasium.spec(env_id).entry_point
-    except Exception:  # an id this process cannot resolve: record nothing rather than fail
-        return {"distribution": None, "version": None}
-    module = entry if isinstance(entry, str) else getattr(entry, "__module__", "")
-    top = module.replace(":", ".").split(".")[0]
-    dists = metadata.packages_distributions().get(top, [])
-    if not dists:
-        return {"distribution": None, "version": None}
-    return {"distribution": dists[0], "version": metadata.version(dists[0])}
-
-
-def _same_entry_point(a: Any, b: Any) -> bool:
-    def norm(x: Any) -> str:
-        if isinstance(x, str):
-            return x.replace(":", ".")
-        return f"{getattr(x, '__module__', '')}.{getattr(x, '__qualname__', repr(x))}"
-
-    return norm(a) == norm(b)
+    def refuse(self, reg: Registration, message: str) -> None:
+        """Drop a registration found unusable after loading (an env id that clashes with one
+        a library already has) and report its plugin as failed (an error in strict mode)."""
+        self.registry.remove(reg.kind, reg.name)
+        self._fail(self.plugins[reg.source.plugin], message)
 
 
 _HOST: PluginHost | None = None

@@ -307,7 +307,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost |
     from forgelab.core.runlock import RunLock
 
     run, info, changed = prepare_resume(run_dir, overrides, host)
-    reason = nothing_to_resume(Path(run_dir), run.config, info)
+    reason = nothing_to_resume(Path(run_dir), run.config, info, run.family)
     if reason is not None:  # say why, and open no W&B run for it
         print(reason, file=sys.stderr)
         return Path(run_dir)

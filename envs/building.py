@@ -202,9 +202,9 @@ def _ensure_registered(env_id: str) -> None:
             gym.register_envs(ale_py)
         except ImportError:
             pass
-    from forgelab.core.pluginhost import get_host
+    from forgelab.envs.registration import apply_env_registrations
 
-    get_host().apply_env_registrations()
+    apply_env_registrations()
 
 
 def check_env_id(env_id: str) -> None:

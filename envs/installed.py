@@ -11,6 +11,6 @@ forgelab's runner and CLI do this themselves. Plugins load as they do for ``forg
 load is skipped, and ``forgelab plugins`` says why.
 """
 
-from forgelab.core.pluginhost import get_host
+from forgelab.envs.registration import apply_env_registrations
 
-get_host().apply_env_registrations()
+apply_env_registrations()

@@ -2,11 +2,13 @@
 
 It registers them exactly as a third-party plugin would: an id, an ``"module:Class"`` entry point
 (imported only when the environment is made), default kwargs, an episode limit and a description.
-The host puts them into gymnasium's registry, so ``gymnasium.make(id)`` works too.
+The RL side puts them into gymnasium's registry (:mod:`forgelab.envs.registration`), so
+``gymnasium.make(id)`` works too.
 
-The entry points are the same strings that ``import forgelab.envs`` registers, so whichever
-comes first wins and the other is skipped instead of clashing. This module does not import
-:mod:`forgelab.envs` (which imports gymnasium): loading plugins must stay instant.
+These registrations are the one table of forgelab's own ids: ``import forgelab.envs`` applies
+them too (same entry points, so whichever comes first wins and the other is skipped instead of
+clashing). This module does not import :mod:`forgelab.envs` (which imports gymnasium): loading
+plugins must stay instant.
 """
 
 from forgelab.core import hookimpl

@@ -106,7 +106,9 @@ def check_registration(subject: Subject) -> str | None:
     if reg.kind == "env":
         import gymnasium
 
-        subject.host.apply_env_registrations()
+        from forgelab.envs.registration import apply_env_registrations
+
+        apply_env_registrations(subject.host)
         spec = gymnasium.spec(reg.name)
         spec.make  # noqa: B018 - the spec exists; importing the entry point happens below
         from forgelab.core.registry import import_string
@@ -389,7 +391,9 @@ def _sample_shape(component: Any) -> str | None:
 def _make(subject: Subject, **kwargs: Any) -> Any:
     import gymnasium
 
-    subject.host.apply_env_registrations()
+    from forgelab.envs.registration import apply_env_registrations
+
+    apply_env_registrations(subject.host)
     return gymnasium.make(subject.name, **kwargs)
 
 

@@ -55,7 +55,9 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
 class _KitHost:
     """The real host's registry with the subject's factory wrapped (to send SIGTERM mid-run).
 
-    The runner only needs ``registry`` and ``apply_env_registrations`` from a host.
+    Everything but the registry is the real host's (plugin table, families, the
+    :meth:`~forgelab.core.pluginhost.PluginHost.first_time` marks), so plugin envs are put
+    into gymnasium's registry once, as for the real host.
     """
 
     def __init__(self, host: Any, reg: Registration, factory: Callable[..., Any]) -> None:
@@ -64,9 +66,6 @@ class _KitHost:
         for item in host.registry:
             self.registry.add(dataclasses.replace(item, factory=factory)
                               if (item.kind, item.name) == (reg.kind, reg.name) else item)
-
-    def apply_env_registrations(self) -> None:
-        self._host.apply_env_registrations()
 
     def __getattr__(self, name: str) -> Any:  # anything else the runner asks a host for
         return getattr(self._host, name)

@@ -15,6 +15,7 @@ from conftest import forgelab_cli
 from forgelab.core import hookimpl
 from forgelab.core.errors import PluginError
 from forgelab.core.pluginhost import PluginHost
+from forgelab.envs.registration import apply_env_registrations
 
 CARTPOLE = "gymnasium.envs.classic_control.cartpole:CartPoleEnv"
 
@@ -47,7 +48,7 @@ def test_registered_env_works_with_gymnasium_make_and_records_its_source(forget_
     host.add_plugin(ShortCartPolePlugin("mylab/ShortCartPole-v0"), "mylab",
                     distribution="mylab-envs", version="0.1")
     assert "mylab/ShortCartPole-v0" not in gymnasium.registry
-    host.apply_env_registrations()
+    apply_env_registrations(host)
 
     reg = host.registry.get("env", "mylab/ShortCartPole-v0")
     assert (reg.source.plugin, reg.source.distribution) == ("mylab", "mylab-envs")
@@ -68,7 +69,7 @@ def test_clash_with_gymnasiums_own_id_names_both_sources():
     other = "gymnasium.envs.classic_control.acrobot:AcrobotEnv"
     host = PluginHost(strict=False)
     host.add_plugin(ShortCartPolePlugin("CartPole-v1", other), "mylab")
-    host.apply_env_registrations()
+    apply_env_registrations(host)
     info = host.plugins["mylab"]
     assert info.status == "failed"
     assert "'mylab'" in info.error and CARTPOLE in info.error  # both sources
@@ -78,22 +79,26 @@ def test_clash_with_gymnasiums_own_id_names_both_sources():
     strict = PluginHost(strict=True)
     strict.add_plugin(ShortCartPolePlugin("CartPole-v1", other), "mylab")
     with pytest.raises(PluginError, match="CartPole-v1.*mylab|mylab.*CartPole-v1"):
-        strict.apply_env_registrations()
+        apply_env_registrations(strict)
 
 
 def test_same_entry_point_as_gymnasium_is_not_a_clash():
-    # forgelab's own envs are registered both by `import forgelab.envs` and by the plugin.
+    # forgelab's own envs are registered both by `import forgelab.envs` and by the plugin
+    # (the plugin's registrations are their one table: `import forgelab.envs` applies them).
     import forgelab.envs
     import forgelab.plugins.envs
 
     host = PluginHost(strict=True)
     host.add_plugin(forgelab.plugins.envs, "envs", distribution="forgelab")
-    host.apply_env_registrations()  # would raise in strict mode on a clash
-    for env_id, (entry_point, limit) in forgelab.envs.BUILTIN_ENVS.items():
-        reg = host.registry.get("env", env_id)
+    apply_env_registrations(host)  # would raise in strict mode on a clash
+    regs = list(host.registry.all("env"))
+    assert {"forgelab/GridWorld-v0", "forgelab/PointMass-v0"} <= {reg.name for reg in regs}
+    for reg in regs:
         assert reg.source.plugin == "envs"
-        assert (reg.factory, reg.metadata["max_episode_steps"]) == (entry_point, limit)
-        assert gymnasium.registry[env_id].entry_point == entry_point
+        spec = gymnasium.spec(reg.name)  # registered by `import forgelab.envs`
+        assert (spec.entry_point, spec.max_episode_steps) == (
+            reg.factory, reg.metadata["max_episode_steps"])
+    assert not hasattr(forgelab.envs, "BUILTIN_ENVS")  # no second table
 
 
 def test_two_plugins_registering_one_id_is_an_error_naming_both(forget_ids):

@@ -284,3 +284,35 @@ def test_pytest11_fixtures(forgelab_host, forgelab_check, forgelab_run) -> None:
                             "train": {"total_steps": 20, "eval_episodes": 1}})
     assert run_dir.parent.parent == Path.cwd() / "runs"  # tmp_path
     assert "mode: disabled" in (run_dir / "config.yaml").read_text()
+
+
+# Core is family-neutral: it finds agents, models, envs and plugins only through the registry
+# and the families' support modules (import strings), and it never touches gymnasium.
+_CORE_MUST_NOT_IMPORT = ("gymnasium", "gym", "forgelab.agents", "forgelab.envs",
+                         "forgelab.generative", "forgelab.plugins")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module a file imports, anywhere in it (top level, functions, TYPE_CHECKING)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+            if node.module == "forgelab":  # from forgelab import agents
+                found += [(node.lineno, f"forgelab.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_core_never_imports_gymnasium_or_the_families() -> None:
+    core = HERE.parent.parent / "core"
+    files = sorted(core.rglob("*.py"))
+    assert len(files) > 20  # the real core/, not an empty folder
+    bad = [f"{path.relative_to(core.parent)}:{line}: {module}"
+           for path in files for line, module in _imports(path)
+           if any(module == name or module.startswith(name + ".")
+                  for name in _CORE_MUST_NOT_IMPORT)]
+    assert not bad, "core/ must stay family-neutral:\n" + "\n".join(bad)
