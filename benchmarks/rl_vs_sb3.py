@@ -9,7 +9,7 @@ with the context the runner builds, tracking disabled) and SB3's, side by side i
 process, alternating which goes first. Both are evaluated the same way: every ``--eval-every``
 env steps, after the learning update that crossed the mark, with 10 deterministic episodes on
 a separately built evaluation env reset with seeds ``seed + 100000 + i`` (forgelab's
-``ctx.eval_seed``). Evaluation time is excluded from every wall clock below.
+``ctx.inputs.eval_seed``). Evaluation time is excluded from every wall clock below.
 
 It prints, per algorithm and framework, the median over seeds of the env steps and wall seconds
 until the evaluation mean first reaches the threshold (475; a seed that never reaches it counts
@@ -74,7 +74,7 @@ ZOO["dqn-sparse"] = {
             "target_update_interval": 250, "policy_kwargs": {"net_arch": [64, 64]}},
 }
 ENV_ID = "CartPole-v1"
-EVAL_SEED_OFFSET = 100_000  # forgelab's RunContext.eval_seed
+EVAL_SEED_OFFSET = 100_000  # forgelab's ctx.inputs.eval_seed
 
 
 @dataclass

@@ -121,7 +121,6 @@ class RunContext:
     loop: TrainingLoop | None = None
     stop_signal: int | None = None  # the signal that asked the run to stop
     _stop: threading.Event = field(default_factory=threading.Event)
-    _dataset: Any = None
 
     # ------------------------------------------------------------------ control
     @property
@@ -154,19 +153,6 @@ class RunContext:
     def log_due(self, step: int) -> bool:
         """Whether an update ending at ``step`` crossed a ``train.log_every`` mark."""
         return self.loop.log_due(step)
-
-    def maybe_checkpoint(self, component: Component, step: int, last_step: int) -> bool:
-        """Save a periodic checkpoint when ``step`` crossed a ``train.checkpoint_every`` mark.
-
-        :param step: the current step (env steps or epochs).
-        :param last_step: the step at the previous call.
-        :return: whether a checkpoint was written.
-        """
-        every = self.config.train.checkpoint_every
-        if every and step // every > last_step // every:
-            self.checkpoints.save(component, step)
-            return True
-        return False
 
     # ------------------------------------------------------- the family's inputs
     # Shorthands an agent's code has long used: ``ctx.make_vec_env()`` is
@@ -201,18 +187,6 @@ class RunContext:
     @property
     def eval_seed(self) -> int:
         return self.seed + 100_000
-
-    # ------------------------------------------------------------------ datasets
-    def load_dataset(self) -> Any:
-        """Build the experiment's dataset through its registered factory (cached)."""
-        if self._dataset is None:
-            from forgelab.core.config import validate_options
-
-            reg = self.registry.get("dataset", self.config.dataset)
-            options = validate_options(reg.load_config(), self.config.dataset_options,
-                                       "dataset_options", reg.name)
-            self._dataset = reg.load_factory()(options, self.seed)
-        return self._dataset
 
 
 PolicyFn = Callable[[Any], Any]

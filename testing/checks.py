@@ -268,10 +268,10 @@ def check_evaluate_contract(subject: Subject) -> str | None:
                                "through ctx.tracker")
     if subject.kind == "agent" and "eval/return_mean" not in results[0]:
         raise CheckFailure("an agent's evaluate() must return 'eval/return_mean' "
-                           "(forgelab.core.evaluation.PeriodicEvaluator does)")
+                           "(forgelab.agents.evaluation.PolicyEvaluator does)")
     if results[0] != results[1]:
         raise CheckFailure(f"evaluate() from the same checkpoint gave {results[0]} then "
-                           f"{results[1]}: evaluation must be seeded (ctx.eval_seed)")
+                           f"{results[1]}: evaluation must be seeded (ctx.inputs.eval_seed)")
     return None
 
 
