@@ -65,16 +65,99 @@ def configure_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+class _FusedAdam(torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` whose ``step()`` calls the fused kernel directly.
+
+    The kernel runs in tens of microseconds on forgelab's small networks, while ``Adam.step``'s
+    Python around it (profiler scope, hooks, regrouping the parameters by device and dtype,
+    rebuilding the state lists) costs about as much again on every step. This step makes the
+    very calls ``torch.optim.adam._fused_adam`` makes (step += 1, then ``torch._fused_adam_``
+    on the same tensors with the same arguments), so the parameters come out bit-identical,
+    and it hands over to ``Adam.step`` whenever the shortcut does not apply: a closure, step
+    hooks, the first step (it creates the state), a parameter without a gradient, AMP's grad
+    scaling, several devices or dtypes in one group.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], **options: Any) -> None:
+        super().__init__(params, fused=True, **options)
+        self._state_lists: list[tuple[list, list, list, list]] | None = None
+
+    def _fast_path(self) -> list[tuple[list, list, list, list]] | None:
+        """Per group: (params, exp_avgs, exp_avg_sqs, steps), or None where Adam.step must run."""
+        if self._state_lists is not None:
+            return self._state_lists
+        lists = []
+        for group in self.param_groups:
+            params = group["params"]
+            if (group["amsgrad"] or group["differentiable"] or group["capturable"]
+                    or group.get("decoupled_weight_decay", False)
+                    or len({(p.device, p.dtype) for p in params}) > 1
+                    or any(len(self.state.get(p, ())) == 0 for p in params)):
+                return None
+            states = [self.state[p] for p in params]
+            lists.append((params, [s["exp_avg"] for s in states],
+                          [s["exp_avg_sq"] for s in states], [s["step"] for s in states]))
+        self._state_lists = lists
+        return lists
+
+    def step(self, closure: Any = None) -> Any:
+        from torch.optim import optimizer as torch_optimizer
+
+        hooks = (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                 or torch_optimizer._global_optimizer_pre_hooks
+                 or torch_optimizer._global_optimizer_post_hooks)
+        lists = None if (closure is not None or hooks or hasattr(self, "grad_scale")
+                         or hasattr(self, "found_inf")) else self._fast_path()
+        grads = None if lists is None else [[p.grad for p in params] for params, *_ in lists]
+        if lists is None or any(g is None for group in grads for g in group):
+            return _adam_step_with_hooks()(self, closure)
+        with torch.no_grad():
+            for group, (params, exp_avgs, exp_avg_sqs, steps), group_grads in zip(
+                    self.param_groups, lists, grads, strict=True):
+                beta1, beta2 = group["betas"]
+                torch._foreach_add_(steps, 1)
+                torch._fused_adam_(params, group_grads, exp_avgs, exp_avg_sqs, [], steps,
+                                   amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
+                                   weight_decay=group["weight_decay"], eps=group["eps"],
+                                   maximize=group["maximize"], grad_scale=None, found_inf=None)
+        return None
+
+    step.hooked = True  # type: ignore[attr-defined]  # (Optimizer would wrap it in its hooks)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._state_lists = None  # the state tensors were replaced
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._state_lists = None
+
+
+def _adam_step_with_hooks() -> Any:
+    """``Adam.step`` inside Optimizer's hook and profiler wrapper (once, however torch left it:
+    ``Adam.step`` is wrapped in place the first time a plain Adam is built)."""
+    global _ADAM_STEP
+    if _ADAM_STEP is None:
+        step = torch.optim.Adam.step
+        _ADAM_STEP = torch.optim.Optimizer.profile_hook_step(
+            step.__wrapped__ if getattr(step, "hooked", False) else step)
+    return _ADAM_STEP
+
+
+_ADAM_STEP: Any = None
+
+
 def fast_adam(params: Iterable[torch.nn.Parameter], **options: Any) -> torch.optim.Adam:
     """Adam, fused into one kernel where this torch has it for the parameters' device.
 
     The same update as ``torch.optim.Adam(params, **options)``; on the small networks of
     forgelab's agents and models the default for-loop implementation spends 2-3x longer per
-    step launching one small op per parameter tensor.
+    step launching one small op per parameter tensor, and ``Adam.step``'s own Python as long
+    again as the fused kernel (:class:`_FusedAdam` calls the kernel directly).
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, fused=True, **options)
+        return _FusedAdam(params, **options)
     except (RuntimeError, TypeError, ValueError):  # old torch, or a device without the kernel
         return torch.optim.Adam(params, foreach=True, **options)
 

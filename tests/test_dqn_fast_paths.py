@@ -1,12 +1,15 @@
-"""DQN's overhead cuts compute exactly what the torch calls they replace compute (so a seed's
-learning curve is unchanged; checked on whole runs' metrics.jsonl when they were made)."""
+"""DQN's and PPO's overhead cuts compute exactly what the torch calls they replace compute (so a
+seed's learning curve is unchanged; checked on whole runs' metrics.jsonl when they were made)."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
 from forgelab.agents.dqn import QNetwork, clip_grad_norm
+from forgelab.core.device import fast_adam
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])  # below, around and above the clip norm
@@ -21,6 +24,62 @@ def test_clip_grad_norm_equals_torch(scale: float) -> None:
     torch.nn.utils.clip_grad_norm_(twins, 10.0, foreach=True)
     assert all(torch.equal(p.grad, t.grad) for p, t in zip(params, twins, strict=True))
     assert scale < 1 or not torch.equal(params[0].grad, grads[0])  # it did clip
+
+
+def test_clip_grad_norm_equals_torch_over_many_norms() -> None:
+    # the CPU path computes the coefficient from the read-back norm in float32: it must match
+    # torch's tensor arithmetic bit for bit at every scale, clipped or not
+    torch.manual_seed(2)
+    for max_norm in (0.5, 10.0, 0.3):
+        for scale in torch.logspace(-6, 4, 60).tolist():
+            params = [torch.nn.Parameter(torch.randn(s)) for s in [(8, 4), (8,), (1, 8)]]
+            twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+            for p, t in zip(params, twins, strict=True):
+                p.grad = torch.randn(p.shape) * scale
+                t.grad = p.grad.clone()
+            clip_grad_norm(params, max_norm)
+            torch.nn.utils.clip_grad_norm_(twins, max_norm, foreach=True)
+            assert all(torch.equal(p.grad, t.grad) for p, t in zip(params, twins, strict=True))
+
+
+def test_fast_adam_equals_torch_fused_adam() -> None:
+    """The direct kernel call gives torch's Adam's parameters and state exactly, through a
+    changing learning rate, a parameter without a gradient (the fallback), weight decay and a
+    state reload."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    twin.load_state_dict(net.state_dict())
+    ours = fast_adam(net.parameters(), lr=1e-2, eps=1e-5, weight_decay=1e-3)
+    theirs = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5, weight_decay=1e-3, fused=True)
+    for step in range(12):
+        x = torch.randn(32, 4)
+        for model, opt in ((net, ours), (twin, theirs)):
+            for group in opt.param_groups:
+                group["lr"] = 1e-2 * (1 - step / 12)
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).mean().backward()
+            if step == 5:
+                model[2].bias.grad = None  # Adam.step's own path for this one
+            opt.step()
+        if step == 8:  # a reload (a copy, as from a checkpoint) replaces the state tensors
+            ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+            net.load_state_dict(twin.state_dict())
+        for p, t in zip(net.parameters(), twin.parameters(), strict=True):
+            assert torch.equal(p, t)
+            assert all(torch.equal(ours.state[p][k], theirs.state[t][k])
+                       for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_fast_adam_runs_step_hooks() -> None:
+    net = torch.nn.Linear(3, 1)
+    opt = fast_adam(net.parameters(), lr=1e-3)
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append(1))
+    for _ in range(3):
+        net(torch.randn(5, 3)).sum().backward()
+        opt.step()
+    assert calls == [1, 1, 1]
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
