@@ -3,14 +3,20 @@
 A plugin registers a *factory* ``factory(options, ctx) -> Component``. ``options`` is the
 validated instance of the config class it registered; ``ctx`` is the :class:`RunContext` the
 runner built. Components never read the CLI or global state: everything arrives through these two
-arguments (device, seed, tracker, checkpoints, environment or dataset builders).
+arguments (device, seed, tracker, checkpoints, and ``ctx.inputs``: what the component's family
+gives it to train on, env builders or a dataset loader).
 
 The runner calls, in order::
 
     component = factory(options, ctx)
     component.load_state_dict(state)      # only when resuming
+    ctx.loop.start(component.step)
     component.fit()                       # returns when done or when ctx.stop_requested
     ctx.checkpoints.save(component)       # always, also after Ctrl-C / SIGTERM
+
+and ``fit`` calls ``ctx.update(self, step, metrics, ...)`` once after each update: logging,
+scheduled evaluation (``component.periodic_evaluation(video)``), ``best`` and periodic
+checkpoints and the progress bar happen there (:mod:`forgelab.core.loop`).
 
 ``fit`` must be resumable: after ``load_state_dict`` it continues from the saved step counters.
 """
@@ -58,8 +64,14 @@ class Component(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
 
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        """An evaluation during training, when ``ctx.update`` finds one due: log what it
+        measures (with a rollout video or sample grid when ``video``) and return the metrics;
+        the loop keeps ``best`` by the family's metric (or the component's ``best_metric``)."""
+
     def evaluate(self) -> dict[str, float]:
-        """Evaluate the current model, log it through the tracker, and return the metrics."""
+        """Evaluate the current model, log it through the tracker, and return the metrics
+        (``forgelab eval``; never changes ``best``)."""
 
 
 @runtime_checkable
@@ -153,40 +165,6 @@ class RunContext:
     def log_due(self, step: int) -> bool:
         """Whether an update ending at ``step`` crossed a ``train.log_every`` mark."""
         return self.loop.log_due(step)
-
-    # ------------------------------------------------------- the family's inputs
-    # Shorthands an agent's code has long used: ``ctx.make_vec_env()`` is
-    # ``ctx.inputs.make_vec_env()`` (an agent's inputs are its env builders,
-    # :class:`forgelab.envs.building.Environments`). Core builds no env itself.
-    def _family_inputs(self) -> Any:
-        """``inputs``, built by the family's support module when a hand-made context has none."""
-        if self.inputs is None:
-            family = self.family
-            if family is None:
-                from forgelab.core.pluginhost import get_host
-
-                family = get_host().family(self.config)
-            self.inputs = family.load_support().run_inputs(self.config, self)
-        return self.inputs
-
-    def make_env(self, seed: int | None = None, render_mode: str | None = None) -> Any:
-        """``ctx.inputs.make_env``: one env with the experiment's wrappers, reset with ``seed``
-        (``ctx.seed`` by default)."""
-        return self._family_inputs().make_env(seed=seed, render_mode=render_mode)
-
-    def make_vec_env(self) -> Any:
-        """``ctx.inputs.make_vec_env``: the training vector env (unseeded: call
-        ``envs.reset(seed=ctx.seed)`` once; a finished episode's last observation is in
-        ``info["final_obs"]``)."""
-        return self._family_inputs().make_vec_env()
-
-    def make_eval_env(self, render_mode: str | None = "rgb_array") -> Any:
-        """``ctx.inputs.make_eval_env``: an evaluation env, separate from the training envs."""
-        return self._family_inputs().make_eval_env(render_mode=render_mode)
-
-    @property
-    def eval_seed(self) -> int:
-        return self.seed + 100_000
 
 
 PolicyFn = Callable[[Any], Any]
