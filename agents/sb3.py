@@ -62,9 +62,10 @@ from stable_baselines3.common.save_util import load_from_zip_file, recursive_set
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from forgelab.agents.evaluation import PolicyEvaluator
+from forgelab.agents.experiment import EnvSpec
 from forgelab.agents.sb3_options import OPTIONS, SB3Options, schedule_start
 from forgelab.core.component import RunContext
-from forgelab.core.config import EnvSpec, ExperimentConfig
+from forgelab.core.config import ExperimentConfig
 from forgelab.core.errors import ConfigError, ForgelabError
 from forgelab.envs.building import make_env
 

@@ -80,7 +80,7 @@ def run_sb3(seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from forgelab.agents.evaluation import run_episodes
-    from forgelab.core.config import EnvSpec
+    from forgelab.agents.experiment import EnvSpec
     from forgelab.envs.building import make_env
 
     class MinAtarCNN(BaseFeaturesExtractor):

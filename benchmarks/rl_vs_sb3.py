@@ -225,7 +225,7 @@ def run_sb3(algo: str, seed: int, args: argparse.Namespace, workdir: Path) -> Re
     from stable_baselines3.common.logger import Logger
 
     from forgelab.agents.evaluation import run_episodes
-    from forgelab.core.config import EnvSpec
+    from forgelab.agents.experiment import EnvSpec
     from forgelab.envs.building import make_env
 
     zoo = ZOO[algo]

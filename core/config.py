@@ -13,7 +13,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -38,44 +38,12 @@ DEFAULT_THREADS = 1
 NAME_MAX = 100
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # NAME_MAX characters
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-# `agent.lr=...` on the command line is short for `agent_options.lr=...`.
-OPTION_PREFIXES = {"agent": "agent_options", "model": "model_options", "dataset": "dataset_options"}
 
 
 class StrictModel(BaseModel):
     """Base for every config schema: unknown keys are errors, values are checked on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class WrapperSpec(StrictModel):
-    """One environment wrapper: ``{name: normalize_observation}`` plus the wrapper's kwargs."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-
-
-class EnvSpec(StrictModel):
-    """The environment of an RL experiment."""
-
-    id: str = Field(description="gymnasium id, e.g. CartPole-v1 or forgelab/GridWorld-v0")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gymnasium.make")
-    # Bounded: 100000 sync copies took minutes to build before the first step (and async
-    # copies are processes).
-    num_envs: int = Field(1, ge=1, le=4096, description="parallel copies in the vector env")
-    vectorization: Literal["sync", "async", "vector"] = Field(
-        "sync", description="sync/async: num_envs copies of the env; vector: gymnasium's native "
-        "batch env (e.g. CartPole), SAME_STEP autoreset, no per-env wrappers")
-    max_episode_steps: PositiveInt | None = Field(None, description="override the time limit")
-    wrappers: list[WrapperSpec] = Field(default_factory=list)
-
-    @field_validator("wrappers", mode="before")
-    @classmethod
-    def _wrapper_shorthand(cls, value: Any) -> Any:
-        # `- normalize_observation` is short for `- {name: normalize_observation}`
-        if isinstance(value, list):
-            return [{"name": item} if isinstance(item, str) else item for item in value]
-        return value
 
 
 class TrainSpec(StrictModel):
@@ -103,16 +71,16 @@ class TrackingSpec(StrictModel):
 
 
 class ExperimentConfig(StrictModel):
-    """A whole experiment: one agent (with an env) or one model (with a dataset)."""
+    """What every experiment has, whatever its family. Each family's experiment class
+    (registered with its :class:`~forgelab.core.family.Family`) subclasses this and adds its own
+    keys: the component (``agent:``, ``model:``), its options and what it trains on (``env:``,
+    ``dataset:``). :func:`validate_experiment` picks the class by the component key a file sets.
+    """
+
+    #: the experiment key naming the component (set by each family's subclass)
+    component_key: ClassVar[str] = ""
 
     name: str = "experiment"
-    agent: str | None = None
-    agent_options: dict[str, Any] = Field(default_factory=dict)
-    model: str | None = None
-    model_options: dict[str, Any] = Field(default_factory=dict)
-    dataset: str | None = None
-    dataset_options: dict[str, Any] = Field(default_factory=dict)
-    env: EnvSpec | None = None
     seed: NonNegativeInt = 0
     device: str = "auto"
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -125,20 +93,15 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _torch_threads_alias(cls, data: Any) -> Any:
-        # Experiment files written before `threads` existed set agent_options.torch_threads.
+        # Experiment files written before `threads` existed set <component>_options.torch_threads.
         if isinstance(data, dict):
-            for key in ("agent_options", "model_options"):
+            for key in [k for k in data if isinstance(k, str) and k.endswith("_options")]:
                 options = data.get(key)
                 if isinstance(options, dict) and "torch_threads" in options:
                     data = {**data, key: {k: v for k, v in options.items()
                                           if k != "torch_threads"}}
                     data.setdefault("threads", options["torch_threads"])
         return data
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_shorthand(cls, value: Any) -> Any:
-        return {"id": value} if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -157,40 +120,19 @@ class ExperimentConfig(StrictModel):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
 
-    @model_validator(mode="after")
-    def _one_component(self) -> ExperimentConfig:
-        if (self.agent is None) == (self.model is None):
-            raise ValueError("set exactly one of 'agent' (RL) or 'model' (generative)")
-        # Components of the other family would be silently ignored: refuse them.
-        if self.agent is not None and (self.dataset is not None or self.dataset_options):
-            raise ValueError(f"'dataset' is for generative models; agent {self.agent!r} "
-                             "trains on an 'env' (remove dataset / dataset_options)")
-        if self.model is not None and self.env is not None:
-            raise ValueError(f"'env' is for RL agents; model {self.model!r} trains on a "
-                             "'dataset' (remove env)")
-        if self.agent is not None:
-            if self.env is None:
-                raise ValueError("an agent needs an 'env', e.g. env: {id: CartPole-v1}")
-            if self.train.total_steps is None:
-                raise ValueError("an agent needs 'train.total_steps'")
-        if self.model is not None:
-            if self.dataset is None:
-                raise ValueError("a model needs a 'dataset', e.g. dataset: digits")
-            if self.train.epochs is None:
-                raise ValueError("a model needs 'train.epochs'")
-        return self
-
     @property
-    def kind(self) -> Literal["agent", "model"]:
-        return "agent" if self.agent is not None else "model"
+    def kind(self) -> str:
+        """The component key this experiment sets (``agent``, ``model``, ...)."""
+        return type(self).component_key
 
     @property
     def component(self) -> str:
-        return self.agent if self.agent is not None else self.model  # type: ignore[return-value]
+        """The component's registered name."""
+        return str(getattr(self, self.kind))
 
     @property
     def component_options(self) -> dict[str, Any]:
-        return self.agent_options if self.agent is not None else self.model_options
+        return dict(getattr(self, f"{self.kind}_options", None) or {})
 
 
 # ------------------------------------------------------------------ experiment files
@@ -294,6 +236,16 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
+def option_prefixes() -> dict[str, str]:
+    """``agent.lr=...`` on the command line is short for ``agent_options.lr=...``: every key
+    ``X`` of a family's experiment class that has an ``X_options`` twin."""
+    out = {}
+    for family in _families().values():
+        fields = family.load_experiment().model_fields
+        out.update({key: f"{key}_options" for key in fields if f"{key}_options" in fields})
+    return out
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
     """Return a copy of ``data`` with the overrides applied.
 
@@ -301,16 +253,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]]) -> d
     they were written for it; options given on the same command line still apply.
     """
     data = copy.deepcopy(data)
+    prefixes = option_prefixes()
     # Switching the component first, so `agent.lr=... agent=ppo` keeps lr whatever the order.
-    overrides = sorted(overrides, key=lambda item: item[0] not in OPTION_PREFIXES)
+    overrides = sorted(overrides, key=lambda item: item[0] not in prefixes)
     for key, value in overrides:
         parts = key.split(".")
-        if parts[0] in OPTION_PREFIXES and len(parts) > 1:
-            parts[0] = OPTION_PREFIXES[parts[0]]
-        if len(parts) == 1 and parts[0] in OPTION_PREFIXES and data.get(parts[0]) != value:
-            data[OPTION_PREFIXES[parts[0]]] = {}
-        if parts == ["env"] and isinstance(value, str) and isinstance(data.get("env"), dict):
-            parts = ["env", "id"]
+        if parts[0] in prefixes and len(parts) > 1:
+            parts[0] = prefixes[parts[0]]
+        if len(parts) == 1 and parts[0] in prefixes and data.get(parts[0]) != value:
+            data[prefixes[parts[0]]] = {}
+        section = data.get(parts[0])
+        if len(parts) == 1 and isinstance(value, str) and isinstance(section, dict) \
+                and "id" in section:
+            parts = [parts[0], "id"]  # `env=Pendulum-v1` replaces the env's id
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -373,11 +328,53 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel],
     return ConfigError(where + "invalid configuration:\n  - " + "\n  - ".join(lines))
 
 
+def _families() -> dict[str, Any]:
+    from forgelab.core.pluginhost import get_host
+
+    return get_host().families()
+
+
+def experiment_class(data: dict[str, Any], source: str = "") -> tuple[Any, type[ExperimentConfig]]:
+    """The family of an experiment mapping (by the one component key it sets) and that
+    family's experiment class."""
+    where = f"{source}: " if source else ""
+    families = list(_families().values())
+    chosen = [f for f in families if isinstance(data, dict) and data.get(f.component_key)
+              is not None]
+    if len(chosen) != 1:
+        keys = " or ".join(f"{f.component_key!r} ({f.name})" for f in families) or "none"
+        raise ConfigError(where + f"set exactly one of {keys}",
+                          hint="e.g. agent: ppo with env: CartPole-v1, or model: vae with "
+                          "dataset: digits")
+    return chosen[0], chosen[0].load_experiment()
+
+
 def validate_experiment(data: dict[str, Any], source: str = "") -> ExperimentConfig:
+    """Validate an experiment mapping against its family's experiment class; every problem is
+    one :class:`ConfigError` naming the key."""
+    family, model = experiment_class(data, source)
+    where = f"{source}: " if source else ""
+    name = data[family.component_key]
+    data = dict(data)
+    for key in [k for k in data if k not in model.model_fields]:
+        for other in _families().values():
+            if other is family or key not in other.load_experiment().model_fields:
+                continue
+            if data[key] in (None, {}, []):  # an older config.yaml listed every family's keys
+                del data[key]
+                break
+            raise ConfigError(where + f"{key!r} is for {other.name} experiments "
+                              f"({other.component_key}: ...); {family.component_key} {name!r} "
+                              f"does not use it (remove {key})")
     try:
-        return ExperimentConfig.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
-        raise format_validation_error(exc, ExperimentConfig, source=source) from None
+        raise format_validation_error(exc, model, source=source) from None
+    if getattr(config.train, family.budget_key) is None:
+        article = "an" if family.component_key[:1] in "aeiou" else "a"
+        raise ConfigError(where + f"{article} {family.component_key} needs "
+                          f"'train.{family.budget_key}'")
+    return config
 
 
 def validate_options(schema: type[BaseModel] | None, options: dict[str, Any], key: str,

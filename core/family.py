@@ -45,6 +45,10 @@ class Family:
         one :meth:`RunContext.update` logs against unless told otherwise.
     :param inputs: (registry kind, experiment key) of each input the component trains on
         (``("env", "env.id")``); they become W&B tags and are recorded in ``run.json``.
+    :param experiment: ``"module:Class"`` of the family's experiment class, a subclass of
+        :class:`forgelab.core.config.ExperimentConfig` with the family's keys (the component,
+        its options, its inputs) and ``component_key`` set; pure pydantic, so validating an
+        experiment file stays light.
     :param support: import path of the module with the family's functions
         (:class:`FamilySupport`), e.g. ``"forgelab.agents.family"``.
     :param best_metric: the evaluation metric that picks the ``best`` checkpoint, unless the
@@ -69,6 +73,7 @@ class Family:
     budget_key: str
     axes: tuple[tuple[str, tuple[str, ...]], ...]
     inputs: tuple[tuple[str, str], ...]
+    experiment: str
     support: str
     best_metric: str | None = None
     best_mode: Literal["max", "min"] = "max"
@@ -105,6 +110,12 @@ class Family:
             if value is not None:
                 found.append((kind, str(value)))
         return found
+
+    def load_experiment(self) -> type[ExperimentConfig]:
+        """The family's experiment class (imported on first use)."""
+        from forgelab.core.registry import import_string
+
+        return import_string(self.experiment)
 
     def load_support(self) -> FamilySupport:
         """The family's support module (imported on first use)."""

@@ -158,6 +158,16 @@ def register_launchers(register):
 
 
 @hookspec
+def register_components(register):
+    """Register components of any family: ``register(kind, name, factory, *, config=None,
+    description="", check=None, conformance=None)`` where ``kind`` is the family's component
+    key (the experiment key naming the component, e.g. ``"learner"``). The keywords are those
+    of :class:`RegisterComponent`; ``register_agents`` and ``register_generative_models`` are
+    this hook for the two built-in families.
+    """
+
+
+@hookspec
 def register_families(register):
     """Register families of components: ``register(family)`` with a
     :class:`forgelab.core.family.Family` (its key, step unit, budget, W&B axes, best metric

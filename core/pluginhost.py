@@ -47,6 +47,8 @@ HOOKS: dict[str, Kind] = {
 }
 
 EXPERIMENTS_HOOK = "register_experiments"
+# Components of any family, the kind named at each call: how a plugin family registers its own.
+COMPONENTS_HOOK = "register_components"
 # The keywords each kind's `register` accepts (hookspecs.Register* Protocols document them).
 KEYWORDS: dict[Kind, tuple[str, ...]] = {
     "agent": ("config", "description", "check", "conformance"),
@@ -268,14 +270,17 @@ class PluginHost:
         pending: list[tuple[Registration, str | None]] = []
         experiments: list[ExperimentFile] = []
         try:
-            for hook_name in [*HOOKS, EXPERIMENTS_HOOK]:
+            for hook_name in [*HOOKS, COMPONENTS_HOOK, EXPERIMENTS_HOOK]:
                 caller = getattr(self.pm.hook, hook_name)
                 for impl in caller.get_hookimpls():
                     if impl.plugin_name != info.name:
                         continue
-                    register = (self._experiments_callable(info, experiments)
-                                if hook_name == EXPERIMENTS_HOOK else
-                                self._register_callable(HOOKS[hook_name], info, pending))
+                    if hook_name == EXPERIMENTS_HOOK:
+                        register = self._experiments_callable(info, experiments)
+                    elif hook_name == COMPONENTS_HOOK:
+                        register = self._components_callable(info, pending)
+                    else:
+                        register = self._register_callable(HOOKS[hook_name], info, pending)
                     try:
                         impl.function(register=register)
                     except CONTAINED as exc:  # sys.exit() in a hook too
@@ -344,7 +349,7 @@ class PluginHost:
                            pending: list[tuple[Registration, str | None]]) -> Callable[..., None]:
         """The ``register`` a hook receives (signatures: the Protocols in hookspecs)."""
         source = info.source
-        allowed = KEYWORDS[kind]
+        allowed = KEYWORDS.get(kind, KEYWORDS["agent"])  # a plugin family's components too
 
         def reject_unknown(call: str, extra: dict[str, Any]) -> None:
             if not extra:
@@ -389,6 +394,20 @@ class PluginHost:
             pending.append((Registration(
                 kind=kind, name=name, factory=factory, config=config,
                 description=description, source=source, metadata=metadata), _caller()))
+
+        return register
+
+    def _components_callable(self, info: PluginInfo,
+                             pending: list[tuple[Registration, str | None]]
+                             ) -> Callable[..., None]:
+        """``register(kind, name, factory, **keywords)`` of ``register_components``: a
+        component of any family (``kind`` is the family's component key)."""
+
+        def register(kind: str, name: str, factory: Any, **keywords: Any) -> None:
+            if not isinstance(kind, str) or kind in ("env", "dataset"):
+                raise RegistrationError(f"register({kind!r}, {name!r}): kind is a family's "
+                                        "component key (envs and datasets have their own hooks)")
+            self._register_callable(kind, info, pending)(name, factory, **keywords)
 
         return register
 

@@ -10,11 +10,12 @@ import importlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from forgelab.core.errors import ForgelabError, unknown_name_message
 
-Kind = Literal["agent", "model", "env", "dataset"]
+# The built-in kinds; a plugin family adds its own (its component key, e.g. "learner").
+Kind = str
 KINDS: tuple[Kind, ...] = ("agent", "model", "env", "dataset")
 # Plural names used by the CLI (`forgelab list agents`) and the hooks.
 PLURALS: dict[str, Kind] = {
@@ -135,22 +136,26 @@ class Registry:
         self.explain: Callable[[Kind, str], str | None] | None = None
 
     def add(self, reg: Registration) -> None:
-        existing = self._items[reg.kind].get(reg.name)
+        existing = self._items.setdefault(reg.kind, {}).get(reg.name)
         if existing is not None:
             raise DuplicateRegistration(reg, existing)
         self._items[reg.kind][reg.name] = reg
 
     def find(self, kind: Kind, name: str) -> Registration | None:
-        return self._items[kind].get(name)
+        return self._items.get(kind, {}).get(name)
 
     def remove(self, kind: Kind, name: str) -> None:
-        self._items[kind].pop(name, None)
+        self._items.get(kind, {}).pop(name, None)
+
+    def kinds(self) -> list[Kind]:
+        """The built-in kinds, then those plugin families added."""
+        return [*KINDS, *sorted(k for k in self._items if k not in KINDS)]
 
     def get(self, kind: Kind, name: str) -> Registration:
         try:
             return self._items[kind][name]
         except KeyError:
-            message = unknown_name_message(kind, name, self._items[kind])
+            message = unknown_name_message(kind, name, self._items.get(kind, {}))
             why = self.explain(kind, name) if self.explain is not None else None
             raise ForgelabError(
                 message + (f". Note: {why}" if why else ""),
@@ -159,13 +164,13 @@ class Registry:
             ) from None
 
     def names(self, kind: Kind) -> list[str]:
-        return sorted(self._items[kind])
+        return sorted(self._items.get(kind, {}))
 
     def all(self, kind: Kind) -> list[Registration]:
         return [self._items[kind][name] for name in self.names(kind)]
 
     def __iter__(self) -> Iterator[Registration]:
-        for kind in KINDS:
+        for kind in self.kinds():
             yield from self.all(kind)
 
 

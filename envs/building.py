@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from forgelab.core.config import EnvSpec, WrapperSpec, format_validation_error
+from forgelab.agents.experiment import EnvSpec, WrapperSpec
+from forgelab.core.config import format_validation_error
 from forgelab.core.errors import ConfigError, closest, unknown_name_message
 
 

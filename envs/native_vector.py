@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from forgelab.core.config import EnvSpec
+from forgelab.agents.experiment import EnvSpec
 from forgelab.core.errors import ConfigError
 
 

@@ -11,7 +11,8 @@ from forgelab.core.family import Family
 RL = Family(
     name="rl", component_key="agent", unit="step", budget_key="total_steps",
     axes=(("global_step", ("train/*", "eval/*", "rollout/*", "perf/*")),),
-    inputs=(("env", "env.id"),), support="forgelab.agents.family",
+    inputs=(("env", "env.id"),), experiment="forgelab.agents.experiment:RLExperiment",
+    support="forgelab.agents.family",
     best_metric="eval/return_mean", best_mode="max", best_summary="eval/best_return_mean",
     throughput_key="perf/sps", unit_label="env steps",
     headline_metrics=("eval/return_mean", "train/episode_return"),

@@ -14,7 +14,9 @@ from forgelab.core.family import Family
 GENERATIVE = Family(
     name="generative", component_key="model", unit="epoch", budget_key="epochs",
     axes=(("step", ("train/*", "perf/*")), ("epoch", ("val/*", "eval/*", "samples/*", "test/*"))),
-    inputs=(("dataset", "dataset"),), support="forgelab.generative.family",
+    inputs=(("dataset", "dataset"),),
+    experiment="forgelab.generative.experiment:GenerativeExperiment",
+    support="forgelab.generative.family",
     best_metric="val/loss", best_mode="min", default_eval_every=1, curve_axis="epoch",
     headline_metrics=("test/nll_k", "test/neg_elbo", "test/modes_captured",
                       "test/forgelab_digits_fd", "test/recon", "test/", "val/"),

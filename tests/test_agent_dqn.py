@@ -134,7 +134,7 @@ def test_double_dueling_polyak_mse_options_run() -> None:
 def test_env_snapshot_restores_the_exact_trajectory(vectorization: str) -> None:
     """snapshot_env / restore_env: a fresh env continues exactly as the original, mid-episode,
     through a weights_only checkpoint round trip (normalisation wrappers included)."""
-    from forgelab.core.config import EnvSpec
+    from forgelab.agents.experiment import EnvSpec
     from forgelab.envs.building import make_vec_env
     from forgelab.envs.snapshots import restore_env, snapshot_env
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import forgelab_cli, read_metrics
 
-from forgelab.core.config import EnvSpec, load_experiment
+from forgelab.agents.experiment import EnvSpec
+from forgelab.core.config import load_experiment
 from forgelab.core.errors import ConfigError
 from forgelab.envs.building import (
     check_env_spec,

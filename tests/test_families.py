@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 import torch
 from conftest import read_metrics
 
-from forgelab.core import hookimpl, runner
+from forgelab.core import hookimpl, pluginhost, runner
 from forgelab.core.checkpoints import CheckpointManager
-from forgelab.core.config import validate_experiment
+from forgelab.core.config import ExperimentConfig, validate_experiment
+from forgelab.core.errors import ConfigError
 from forgelab.core.family import Family
 from forgelab.core.pluginhost import PluginHost
+from forgelab.core.results import read_run, run_result_lines
 from forgelab.plugins import agents as builtin_agents
 from forgelab.plugins import generative as builtin_generative
 
@@ -81,7 +84,8 @@ def test_a_second_family_for_a_key_is_refused_with_the_plugin_that_owns_it() -> 
     clash = types.ModuleType("clash_plugin")
     clash.register_families = hookimpl(lambda register: register(Family(
         name="rl2", component_key="agent", unit="step", budget_key="total_steps",
-        axes=(("global_step", ("train/*",)),), inputs=(), support="forgelab.agents.family")))
+        axes=(("global_step", ("train/*",)),), inputs=(),
+        experiment="forgelab.agents.experiment:RLExperiment", support="forgelab.agents.family")))
     host = PluginHost(strict=False, disabled=())
     host.add_plugin(builtin_agents, "agents")
     host.add_plugin(builtin_generative, "generative")
@@ -135,3 +139,94 @@ def test_resume_keeps_the_schedule_and_the_best_so_far() -> None:
     assert step == 20
     _, loop = _loop_state(run_dir, "latest")
     assert loop == {"best": 3.0, "evaluations": 6, "last_eval_step": 60}
+
+
+# ------------------------------------------- a third family, entirely from a plugin
+# This module is the family's experiment class and support module ("test_families:...").
+class CounterExperiment(ExperimentConfig):
+    """A family the core has never heard of: ``counter:`` names the component, ``target:`` is
+    what it trains on."""
+
+    component_key: ClassVar[str] = "counter"
+    counter: str
+    counter_options: dict[str, Any] = {}
+    target: int
+
+
+def check_inputs(config: Any, host: Any, registration: Any) -> int:
+    return config.target
+
+
+def run_inputs(config: Any, ctx: Any) -> int:
+    return config.target
+
+
+class CountUp:
+    """Counts towards ``ctx.inputs`` (the target) one step per update."""
+
+    def __init__(self, options: Any, ctx: Any) -> None:
+        self.ctx, self.step, self.value = ctx, 0, 0.0
+
+    def fit(self) -> None:
+        while self.step < self.ctx.budget and not self.ctx.stop_requested:
+            self.step += 1
+            self.value += 1.0
+            self.ctx.update(self, self.step, {"train/distance": self.ctx.inputs - self.value})
+
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        metrics = {"eval/closeness": -abs(self.ctx.inputs - self.value)}
+        self.ctx.tracker.log(metrics, step=self.step)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        return self.periodic_evaluation(False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "value": self.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.value = int(state["step"]), float(state["value"])
+
+
+def _refuse_far_targets(options: Any, config: Any, target: int) -> None:
+    if target > 100:
+        raise ConfigError(f"count-up cannot reach {target}: at most 100")
+
+
+COUNTING = Family(name="counting", component_key="counter", unit="step",
+                  budget_key="total_steps", axes=(("step", ("train/*", "eval/*")),),
+                  inputs=(), experiment="test_families:CounterExperiment",
+                  support="test_families", best_metric="eval/closeness", best_mode="max",
+                  headline_metrics=("eval/closeness",))
+
+
+def test_a_third_family_is_a_plugin(monkeypatch: Any) -> None:
+    plugin = types.ModuleType("counting_plugin")
+    plugin.register_families = hookimpl(lambda register: register(COUNTING))
+    plugin.register_components = hookimpl(lambda register: register(
+        "counter", "count-up", CountUp, description="counts", check=_refuse_far_targets))
+    host = PluginHost(strict=True, disabled=()).load_entry_points()
+    host.add_plugin(plugin, "counting")
+    monkeypatch.setattr(pluginhost, "_HOST", host)  # the process-wide host: config sees it
+
+    data = {"counter": "count-up", "target": 5, "train": {"total_steps": 8, "eval_every": 4},
+            "tracking": {"mode": "disabled"}}
+    config = validate_experiment(data)
+    assert isinstance(config, CounterExperiment) and config.component == "count-up"
+    with pytest.raises(ConfigError, match="cannot reach 500"):  # its check, before the run
+        runner.prepare(validate_experiment({**data, "target": 500}), host)
+    with pytest.raises(ConfigError, match="'env' is for rl experiments"):
+        validate_experiment({**data, "env": "CartPole-v1"})
+    run_dir = runner.train(config, host=host, show_progress=False)
+
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows if "train/distance" in r] == list(range(1, 9))
+    assert [(r["step"], r["eval/closeness"]) for r in rows if "eval/closeness" in r] == [
+        (4, -1.0), (8, -3.0)]
+    step, loop = _loop_state(run_dir, "best")
+    assert step == 4 and loop["best"] == -1.0
+    record = read_run(run_dir)
+    assert record.family.name == "counting" and record.component == "count-up"
+    assert record.budget == 8 and record.last_step == 8
+    assert "result: eval/closeness -3 at step 8; best -1 at step 4" in "\n".join(
+        run_result_lines(run_dir))

@@ -14,8 +14,8 @@ import torch
 from conftest import forgelab_cli, read_metrics, run_experiment
 
 from forgelab.agents.encoders import choose_encoder, make_encoder
+from forgelab.agents.experiment import EnvSpec
 from forgelab.core.checkpoints import CheckpointManager
-from forgelab.core.config import EnvSpec
 from forgelab.core.errors import ConfigError
 from forgelab.envs.building import check_env_spec, make_env
 

@@ -13,9 +13,10 @@ import torch
 import yaml
 from conftest import EXPERIMENTS, InterruptedPPO, forgelab_cli, read_metrics
 
+from forgelab.agents.experiment import EnvSpec
 from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
-from forgelab.core.config import EnvSpec, apply_overrides, parse_overrides, validate_experiment
+from forgelab.core.config import apply_overrides, parse_overrides, validate_experiment
 from forgelab.core.errors import ConfigError
 from forgelab.core.pluginhost import PluginHost
 from forgelab.envs.building import (
