@@ -26,9 +26,11 @@ Policy = Callable[[np.ndarray], Any]  # one observation -> one action
 
 @dataclass
 class EpisodeResults:
+    """Returns and lengths of played episodes, and the frames of the recorded ones."""
+
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    frames: list[np.ndarray] = field(default_factory=list)  # of the first episode only
+    videos: list[np.ndarray] = field(default_factory=list)  # (frames, H, W, C) per recorded episode
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         returns = np.asarray(self.returns, dtype=np.float64)
@@ -43,14 +45,16 @@ class EpisodeResults:
 MAX_EPISODE_STEPS = 100_000  # an env without a time limit must not hang an evaluation
 
 
-def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int,
-                 record_first: bool = False, max_frames: int = 1000,
-                 should_stop: Callable[[], bool] | None = None,
+def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record: int = 0,
+                 max_frames: int = 1000, should_stop: Callable[[], bool] | None = None,
                  max_steps: int = MAX_EPISODE_STEPS) -> EpisodeResults:
     """Play ``episodes`` full episodes with ``policy``; episode ``i`` is reset with ``seed + i``.
 
-    :param record_first: keep ``env.render()`` frames of the first episode (needs
-        ``render_mode="rgb_array"``), at most ``max_frames`` of them.
+    Training evaluations (:class:`PolicyEvaluator`), ``forgelab eval --episodes/--video`` and
+    ``forgelab watch`` all play through here.
+
+    :param record: keep ``env.render()`` frames of the first ``record`` episodes (needs
+        ``render_mode="rgb_array"``), at most ``max_frames`` per episode, as ``videos``.
     :param should_stop: checked every step (Ctrl-C / SIGTERM): the evaluation ends at once and
         the results hold the episodes finished so far.
     :param max_steps: an episode is cut (counted as truncated) after this many steps.
@@ -60,9 +64,7 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int,
         if should_stop is not None and should_stop():
             break
         obs, _ = env.reset(seed=seed + episode)
-        record = record_first and episode == 0
-        if record:
-            results.frames.append(np.asarray(env.render()))
+        frames = [np.asarray(env.render())] if episode < record else None
         total, length, done = 0.0, 0, False
         while not done:
             if should_stop is not None and should_stop():
@@ -71,11 +73,25 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int,
             total += float(reward)
             length += 1
             done = bool(terminated or truncated) or length >= max_steps
-            if record and len(results.frames) < max_frames:
-                results.frames.append(np.asarray(env.render()))
+            if frames is not None and len(frames) < max_frames:
+                frames.append(np.asarray(env.render()))
         results.returns.append(total)
         results.lengths.append(length)
+        if frames is not None:
+            results.videos.append(np.stack(frames))
     return results
+
+
+def act_one(act: Callable[..., Any], obs: Any, deterministic: bool) -> Any:
+    """One action from a batch-of-one ``act(obs_batch, deterministic=...)`` call, as the env
+    accepts it."""
+    action = np.asarray(act(np.asarray(obs)[None], deterministic=deterministic))[0]
+    return action.item() if action.ndim == 0 else action
+
+
+def render_fps(env: gym.Env) -> int:
+    """The frame rate an env's videos play at."""
+    return int(env.metadata.get("render_fps", 30) or 30)
 
 
 class PolicyEvaluator:
@@ -113,16 +129,15 @@ class PolicyEvaluator:
     def evaluate(self, policy: Policy, step: int, video: bool = False) -> dict[str, float]:
         """Evaluate now, log ``eval/*`` (and the video) at ``step`` and return the metrics."""
         results = run_episodes(self.env, policy, self.episodes, seed=self.seed,
-                               record_first=video, should_stop=self.should_stop)
+                               record=int(video), should_stop=self.should_stop)
         if len(results.returns) < self.episodes:
             # Stopped part-way (Ctrl-C / SIGTERM): a partial evaluation is neither logged nor
             # compared with the best one.
             return {"eval/episodes": len(results.returns)}
         metrics = results.metrics("eval")
         self.tracker.log(metrics, global_step=step)
-        if video and results.frames:
-            fps = int(self.env.metadata.get("render_fps", 30) or 30)
-            self.tracker.log_video("rollout/video", np.stack(results.frames), fps=fps,
+        if results.videos:
+            self.tracker.log_video("rollout/video", results.videos[0], fps=render_fps(self.env),
                                    caption=f"step {step}, return {results.returns[0]:.1f}",
                                    global_step=step)
         return metrics

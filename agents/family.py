@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from forgelab.core.registry import Registration
 
 
+PLAYED_FRAMES = 2000  # frames kept per recorded episode of ``forgelab eval --video`` and ``watch``
+
+
 def check_inputs(config: ExperimentConfig, host: PluginHost, registration: Registration) -> Any:
     """Build the experiment's env once (with its wrappers) and return its
     ``(observation_space, action_space)`` for the agent's check; an unknown id, bad kwargs or
@@ -77,9 +80,8 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
     the evaluation seeds with the agent's ``actions()``, record the first ``videos`` (default
     1), and log them at ``step`` (``eval/*``, ``rollout/video``). Returns the metrics, with the
     written videos' paths under ``videos``. An agent without ``actions()`` evaluates itself."""
-    from forgelab.agents.evaluation import EpisodeResults
+    from forgelab.agents.evaluation import act_one, render_fps, run_episodes
     from forgelab.core.errors import ForgelabError
-    from forgelab.envs.playback import act_one, play, render_fps
 
     episodes = episodes or ctx.config.train.eval_episodes
     videos = 1 if videos is None else videos
@@ -91,12 +93,12 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
         return component.evaluate()
     env = ctx.inputs.make_eval_env(render_mode="rgb_array" if videos else None)
     try:
-        result = play(env, lambda obs: act_one(act, obs, not stochastic), episodes,
-                      seed=ctx.inputs.eval_seed, record=videos)
+        result = run_episodes(env, lambda obs: act_one(act, obs, not stochastic), episodes,
+                              seed=ctx.inputs.eval_seed, record=videos, max_frames=PLAYED_FRAMES)
         fps = render_fps(env)
     finally:
         env.close()
-    metrics: dict[str, Any] = EpisodeResults(result.returns, result.lengths).metrics("eval")
+    metrics: dict[str, Any] = result.metrics("eval")
     ctx.tracker.log(metrics, global_step=step)
     paths = [str(ctx.tracker.log_video("rollout/video", frames, fps=fps,
                                        caption=f"episode {i}, return {result.returns[i]:.1f}",
@@ -112,13 +114,14 @@ def watch_episodes(policy: Any, episodes: int, stochastic: bool,
     """``forgelab watch``: a loaded :class:`~forgelab.core.loading.Policy` plays ``episodes``
     episodes from the evaluation seeds in ``render_mode`` (``human``: a window; otherwise every
     episode is recorded). Returns (returns, frames of each recorded episode, frames/second)."""
-    from forgelab.envs.playback import play, render_fps
+    from forgelab.agents.evaluation import render_fps, run_episodes
 
     env = policy.make_env(render_mode=render_mode)
     try:
-        result = play(env, lambda obs: policy.predict(obs, deterministic=not stochastic),
-                      episodes, seed=policy.config.seed + 100_000,  # the evaluation seeds
-                      record=0 if render_mode == "human" else episodes)
+        result = run_episodes(env, lambda obs: policy.predict(obs, deterministic=not stochastic),
+                              episodes, seed=policy.config.seed + 100_000,  # the evaluation seeds
+                              record=0 if render_mode == "human" else episodes,
+                              max_frames=PLAYED_FRAMES)
         return result.returns, result.videos, render_fps(env)
     finally:
         env.close()

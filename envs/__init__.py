@@ -16,8 +16,8 @@ never clash. The environment classes themselves are imported on first use.
 
 The RL side's gymnasium code lives here too: :mod:`~forgelab.envs.building` (envs and wrappers
 from an experiment's ``env`` section), :mod:`~forgelab.envs.native_vector`,
-:mod:`~forgelab.envs.snapshots` (exact resume), :mod:`~forgelab.envs.registration` (plugin envs
-into gymnasium's registry) and :mod:`~forgelab.envs.playback` (playing episodes).
+:mod:`~forgelab.envs.snapshots` (exact resume) and :mod:`~forgelab.envs.registration` (plugin
+envs into gymnasium's registry). Episodes are played by :mod:`forgelab.agents.evaluation`.
 """
 
 from __future__ import annotations
