@@ -18,8 +18,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from forgelab.core.minatar_ids import MINATAR_GAMES as GAMES  # noqa: F401
-
 # one colour per channel (the last channel that is set wins), background black
 _PALETTE = np.array([[230, 230, 230], [250, 80, 80], [80, 200, 120], [90, 140, 250],
                      [250, 200, 60], [200, 90, 220], [60, 220, 220], [250, 140, 60],

@@ -13,6 +13,10 @@ plugins must stay instant.
 
 from forgelab.core import hookimpl
 
+# MinAtar's games: the name in the id (MinAtar/<Name>-v1) -> the game module MinAtarEnv loads
+MINATAR_GAMES = {"Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway",
+                 "Seaquest": "seaquest", "SpaceInvaders": "space_invaders"}
+
 
 @hookimpl
 def register_envs(register):
@@ -38,8 +42,6 @@ def register_envs(register):
     import importlib.util
 
     if importlib.util.find_spec("minatar") is not None:
-        from forgelab.core.minatar_ids import MINATAR_GAMES
-
         for name, game in MINATAR_GAMES.items():
             register(f"MinAtar/{name}-v1", "forgelab.envs.minatar:MinAtarEnv",
                      kwargs={"game": game}, max_episode_steps=10_000,
