@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"include {what} (no flag: all four)")
 
     p = sub.add_parser("list", help="list registered components and their options")
-    p.add_argument("what", nargs="?", default="all",
-                   choices=["all", *PLURALS, "experiments"], help="what to list")
+    p.add_argument("what", nargs="?", default="all", metavar="WHAT",
+                   help="all (default), " + ", ".join(PLURALS) + ", experiments, or the "
+                   "plural of a kind a plugin family registers (checked once plugins load)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--details", action="store_true",
                    help="envs: build each one and show its observation and action spaces")
@@ -252,18 +253,38 @@ def _experiment_rows(host) -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    host = _host()
+def _listable(host) -> dict[str, str]:
+    """Plural -> registry kind of everything ``forgelab list`` shows: the built-in kinds, then
+    those plugin families add (their component key, their inputs, whatever was registered)."""
+    kinds = list(host.registry.kinds())
+    for family in host.families().values():
+        for kind in (family.component_key, *(kind for kind, _ in family.inputs)):
+            if kind not in kinds:
+                kinds.append(kind)
+    return {**PLURALS, **{f"{kind}s": kind for kind in kinds if kind not in PLURALS.values()}}
+
+
+def list_rows(host, what: str = "all", details: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The rows of ``forgelab list WHAT`` by plural (``agents``, ..., ``experiments``); ``all``
+    lists every kind, a plugin family's too."""
+    from forgelab.core.errors import unknown_name_message
+
+    plurals = _listable(host)
+    if what not in ("all", "experiments", *plurals):
+        raise ForgelabError(unknown_name_message("listing", what,
+                                                 ["all", *plurals, "experiments"]),
+                            hint="`forgelab plugins` shows the installed plugins and families")
     result: dict[str, list[dict[str, Any]]] = {}
-    kinds = list(PLURALS) if args.what == "all" else [args.what]
-    for plural in kinds:
-        if plural == "experiments":
-            result["experiments"] = _experiment_rows(host)
-        else:
-            result[plural] = _listed_rows(host, PLURALS[plural], args.details,
-                                          everything=args.what == "all")
-    if args.what == "all":
+    chosen = list(plurals) if what == "all" else [] if what == "experiments" else [what]
+    for plural in chosen:
+        result[plural] = _listed_rows(host, plurals[plural], details, everything=what == "all")
+    if what in ("all", "experiments"):
         result["experiments"] = _experiment_rows(host)
+    return result
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    result = list_rows(_host(), args.what, args.details)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
