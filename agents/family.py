@@ -119,7 +119,7 @@ def watch_episodes(policy: Any, episodes: int, stochastic: bool,
     env = policy.make_env(render_mode=render_mode)
     try:
         result = run_episodes(env, lambda obs: policy.predict(obs, deterministic=not stochastic),
-                              episodes, seed=policy.config.seed + 100_000,  # the evaluation seeds
+                              episodes, seed=policy.inputs.eval_seed,
                               record=0 if render_mode == "human" else episodes,
                               max_frames=PLAYED_FRAMES)
         return result.returns, result.videos, render_fps(env)

@@ -18,20 +18,12 @@ from forgelab.core.family import Family
 from forgelab.core.pluginhost import PluginHost
 
 
-# This module is the family's experiment class and support module ("test_family_listing:...").
+# This module is the family's experiment class and support module ("test_family_listing:...");
+# listing asks the support module for catalog_rows only (no run here: no check_inputs/run_inputs).
 class TutorExperiment(ExperimentConfig):
     component_key: ClassVar[str] = "learner"
     learner: str
-    learner_options: dict[str, Any] = {}
     text: str
-
-
-def check_inputs(config: Any, host: Any, registration: Any) -> str:
-    return config.text
-
-
-def run_inputs(config: Any, ctx: Any) -> str:
-    return config.text
 
 
 def catalog_rows(kind: str, host: Any, details: bool) -> list[dict[str, Any]]:
