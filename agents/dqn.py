@@ -434,7 +434,9 @@ class DQN:
             self.obs = next_obs
             self.step += self.n_envs
             episodes = episode_rows(infos, self.step)
-            self._recent = (self._recent + [r["train/episode_return"] for r, _ in episodes])[-20:]
+            if episodes:
+                self._recent = (self._recent + [r["train/episode_return"]
+                                                for r, _ in episodes])[-20:]
             # 3. Target network: θ⁻ ← τ θ + (1 − τ) θ⁻ at every target_update_interval mark.
             crossed = self.step // o.target_update_interval - last // o.target_update_interval
             if crossed:
@@ -447,7 +449,8 @@ class DQN:
                 self._collected = 0
             # 5. Log, evaluate when due, checkpoint, progress: the one call per env step.
             metrics = self.metrics(eps) if ctx.log_due(self.step) else None
-            ctx.update(self, self.step, metrics, rows=episodes, show=self.shown(metrics))
+            ctx.update(self, self.step, metrics, rows=episodes,
+                       show=self.shown(metrics) if episodes or metrics else None)
 
     def update_target(self, times: int = 1) -> None:
         """Apply ``times`` Polyak updates at once: θ⁻ ← θ + (1 − τ)^times (θ⁻ − θ)."""

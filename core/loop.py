@@ -50,11 +50,23 @@ class TrainingLoop:
         self.last_eval_step = -1
         self.last_step = 0
         self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, seconds evaluating)
+        self._next_mark = 0  # the first step at which an evaluation or checkpoint can be due
 
     def start(self, step: int) -> None:
         """Called by the runner before ``fit``: marks are counted from ``step``."""
         self.last_step = step
         self._clock = (step, time.perf_counter(), 0.0)
+        self._next_mark = self._first_mark_after(step)
+
+    def _first_mark_after(self, step: int) -> int:
+        """The smallest step that crosses an eval / video / checkpoint mark after ``step``,
+        or reaches the budget: below it an update has nothing to evaluate or save (DQN calls
+        ``update`` every env step, so this check is what most calls cost)."""
+        train = self.ctx.config.train
+        marks = [(step // every + 1) * every
+                 for every in (self.eval_every, train.video_every, train.checkpoint_every)
+                 if every]
+        return min([*marks, self.budget])
 
     # --------------------------------------------------------------------- per update
     def log_due(self, step: int) -> bool:
@@ -78,6 +90,10 @@ class TrainingLoop:
         :return: the evaluation's metrics when one ran, else None.
         """
         ctx, family = self.ctx, self.family
+        if step < self._next_mark and metrics is None and not rows:
+            ctx.progress.update(step if position is None else position, **(show or {}))
+            self.last_step = step
+            return None
         axis = family.axis
         for row, at in rows:
             ctx.tracker.log(row, **{axis: at})
@@ -92,6 +108,7 @@ class TrainingLoop:
             ctx.checkpoints.save(component, step)
         ctx.progress.update(step if position is None else position, **(show or {}))
         self.last_step = step
+        self._next_mark = self._first_mark_after(step)
         return result
 
     def _maybe_evaluate(self, component: Any, step: int) -> dict[str, float] | None:
