@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +112,10 @@ class RunRecord:
         status = str(self.info.get("status") or "unfinished")
         return "unfinished" if status == "running" else status
 
-    @property
+    @cached_property
     def family(self) -> Family | None:
-        """The run's family (from the installed plugins), None for one no plugin knows."""
+        """The run's family (from the installed plugins), None for one no plugin knows; looked
+        up once per record (``axis`` and ``kind`` are read for every logged row)."""
         return family_of_data(self.config, _families())
 
     @property
@@ -144,7 +146,8 @@ class RunRecord:
 
     @property
     def last_step(self) -> int | None:
-        steps = [r[self.axis] for r in self.rows if isinstance(r.get(self.axis), int | float)]
+        axis = self.axis
+        steps = [r[axis] for r in self.rows if isinstance(r.get(axis), int | float)]
         return int(max(steps)) if steps else None
 
     @property
@@ -162,10 +165,10 @@ class RunRecord:
 
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}
+        axes = ("_time", self.axis, "step", "epoch", "global_step")
         for row in self.rows:
             for key, value in row.items():
-                if key != "_time" and key not in (self.axis, "step", "epoch", "global_step") \
-                        and _number(value) is not None:
+                if key not in axes and _number(value) is not None:
                     names[key] = None
         for key in self.summary:
             names[key] = None
@@ -174,9 +177,10 @@ class RunRecord:
     def series(self, metric: str) -> tuple[list[int], list[float]]:
         """``(steps, values)`` of ``metric`` against the run's axis, in logged order."""
         steps, values = [], []
+        axis = self.axis
         for row in self.rows:
             value = _number(row.get(metric))
-            step = row.get(self.axis)
+            step = row.get(axis)
             if value is not None and isinstance(step, int | float):
                 steps.append(int(step))
                 values.append(value)
