@@ -124,6 +124,34 @@ class InterruptedPPO:
                  description="PPO that stops after its first checkpoint (test)")
 
 
+def train_straight_and_resumed(make_config: Any, agent: str, interrupting_plugin: Any
+                               ) -> tuple[Path, Path, dict[str, Any]]:
+    """Exact-resume tests' two runs of one config: ``agent`` straight through, and
+    ``<agent>-interrupted`` (registered by ``interrupting_plugin``, it stops itself as Ctrl-C
+    would) resumed until the end. Returns both run directories and the checkpoint the
+    interrupted run stopped at, read before it was resumed."""
+    from forgelab.core import runner
+    from forgelab.core.checkpoints import CheckpointManager
+    from forgelab.core.pluginhost import PluginHost
+
+    host = PluginHost(strict=False).load_entry_points()
+    host.add_plugin(interrupting_plugin, "test-interrupt")
+    straight = runner.train(make_config(agent), host=host, show_progress=False)
+    interrupted = runner.train(make_config(f"{agent}-interrupted"), host=host,
+                               show_progress=False)
+    stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    runner.resume(interrupted, host=host, show_progress=False)
+    return straight, interrupted, stopped
+
+
+def latest_state(run_dir: Path) -> dict[str, Any]:
+    """The ``latest`` checkpoint's state of a run."""
+    from forgelab.core.checkpoints import CheckpointManager
+
+    state, _ = CheckpointManager(Path(run_dir) / "checkpoints").load("latest")
+    return state
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of a run's metrics.jsonl."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()

@@ -9,16 +9,16 @@ import yaml
 from conftest import (
     EXPERIMENTS,
     InterruptedPPO,
+    latest_state,
     read_metrics,
     run_experiment,
+    train_straight_and_resumed,
     wandb_history,
     wandb_records,
 )
 
-from forgelab.core import runner
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import apply_overrides, parse_overrides, validate_experiment
-from forgelab.core.pluginhost import PluginHost
 
 PG_METRICS = {"train/episode_return", "train/episode_length", "train/policy_loss",
               "train/value_loss", "train/entropy", "train/approx_kl", "train/clip_fraction",
@@ -78,16 +78,11 @@ def _resume_config(agent: str):
 
 
 def test_interrupted_and_resumed_run_ends_with_identical_parameters() -> None:
-    host = PluginHost(strict=False).load_entry_points()
-    host.add_plugin(InterruptedPPO(), "test-interrupt")
-    straight = runner.train(_resume_config("ppo"), host=host, show_progress=False)
-    interrupted = runner.train(_resume_config("ppo-interrupted"), host=host, show_progress=False)
-    stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    straight, interrupted, stopped = train_straight_and_resumed(_resume_config, "ppo",
+                                                                InterruptedPPO())
     assert stopped["step"] == 768  # stopped mid-training (and mid-episode)
-    runner.resume(interrupted, host=host, show_progress=False)
 
-    a, _ = CheckpointManager(straight / "checkpoints").load("latest")
-    b, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    a, b = latest_state(straight), latest_state(interrupted)
     assert a["step"] == b["step"] == 2048
     for part in ("policy", "obs_rms"):
         for key, value in a["component"][part].items():

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import EXPERIMENTS, read_metrics, run_experiment
+from conftest import (
+    EXPERIMENTS,
+    latest_state,
+    read_metrics,
+    run_experiment,
+    train_straight_and_resumed,
+)
 
 from forgelab.agents.reinforce import Reinforce, ReinforceConfig
-from forgelab.core import hookimpl, runner
+from forgelab.core import hookimpl
 from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import apply_overrides, parse_overrides, validate_experiment
-from forgelab.core.pluginhost import PluginHost
 
 
 def test_reinforce_learns_cartpole() -> None:
@@ -69,16 +74,11 @@ def _config(agent: str):
 
 
 def test_stopped_mid_batch_and_resumed_run_ends_with_identical_parameters() -> None:
-    host = PluginHost(strict=False).load_entry_points()
-    host.add_plugin(_StopMidCollection(), "test-interrupt")
-    straight = runner.train(_config("reinforce"), host=host, show_progress=False)
-    interrupted = runner.train(_config("reinforce-interrupted"), host=host, show_progress=False)
-    stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    straight, interrupted, stopped = train_straight_and_resumed(_config, "reinforce",
+                                                                _StopMidCollection())
     assert stopped["component"]["finished"], "the stop should leave episodes waiting"
     assert any(ep["obs"] is not None for ep in stopped["component"]["running"])
-    runner.resume(interrupted, host=host, show_progress=False)
-    a, _ = CheckpointManager(straight / "checkpoints").load("latest")
-    b, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    a, b = latest_state(straight), latest_state(interrupted)
     assert a["step"] == b["step"] == 5000
     for key, value in a["component"]["policy"].items():
         assert torch.equal(value, b["component"]["policy"][key]), f"{key} differs after resume"

@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import EXPERIMENTS, InterruptedPPO, forgelab_cli, read_metrics
+from conftest import (
+    EXPERIMENTS,
+    InterruptedPPO,
+    forgelab_cli,
+    latest_state,
+    read_metrics,
+    train_straight_and_resumed,
+)
 
 from forgelab.agents.experiment import EnvSpec
-from forgelab.core import runner
-from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.config import apply_overrides, parse_overrides, validate_experiment
 from forgelab.core.errors import ConfigError
-from forgelab.core.pluginhost import PluginHost
 from forgelab.envs.building import (
     check_env_spec,
     completed_episodes,
@@ -100,15 +104,9 @@ def _config(agent: str):
 
 
 def test_ppo_on_the_native_env_resumes_exactly() -> None:
-    host = PluginHost(strict=False).load_entry_points()
-    host.add_plugin(InterruptedPPO(), "test-interrupt")
-    straight = runner.train(_config("ppo"), host=host, show_progress=False)
-    interrupted = runner.train(_config("ppo-interrupted"), host=host, show_progress=False)
-    stopped, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    straight, interrupted, stopped = train_straight_and_resumed(_config, "ppo", InterruptedPPO())
     assert stopped["step"] == 768
-    runner.resume(interrupted, host=host, show_progress=False)
-    a, _ = CheckpointManager(straight / "checkpoints").load("latest")
-    b, _ = CheckpointManager(interrupted / "checkpoints").load("latest")
+    a, b = latest_state(straight), latest_state(interrupted)
     assert a["step"] == b["step"] == 2048
     for key, value in a["component"]["policy"].items():
         assert torch.equal(value, b["component"]["policy"][key]), key
