@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, PositiveInt, field_validator
 
 from forgelab.core.config import ExperimentConfig, StrictModel
 
@@ -46,17 +46,11 @@ class RLExperiment(ExperimentConfig):
     training lasts ``train.total_steps`` env steps."""
 
     component_key: ClassVar[str] = "agent"
+    required_inputs: ClassVar[dict[str, str]] = {"env": "env: {id: CartPole-v1}"}
 
     agent: str = Field(description="a registered agent (forgelab list agents)")
     agent_options: dict[str, Any] = Field(default_factory=dict)
     env: EnvSpec
-
-    @model_validator(mode="before")
-    @classmethod
-    def _needs_env(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("env") is None:
-            raise ValueError("an agent needs an 'env', e.g. env: {id: CartPole-v1}")
-        return data
 
     @field_validator("env", mode="before")
     @classmethod

@@ -40,6 +40,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # NAME_MAX characters
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an agent", "a model", "an 'env'"."""
+    return f"{'an' if word.strip(chr(39))[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 class StrictModel(BaseModel):
     """Base for every config schema: unknown keys are errors, values are checked on assignment."""
 
@@ -79,6 +84,8 @@ class ExperimentConfig(StrictModel):
 
     #: the experiment key naming the component (set by each family's subclass)
     component_key: ClassVar[str] = ""
+    #: the keys a family's experiment must set -> an example shown when one is missing
+    required_inputs: ClassVar[dict[str, str]] = {}
 
     name: str = "experiment"
     seed: NonNegativeInt = 0
@@ -101,6 +108,18 @@ class ExperimentConfig(StrictModel):
                     data = {**data, key: {k: v for k, v in options.items()
                                           if k != "torch_threads"}}
                     data.setdefault("threads", options["torch_threads"])
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_inputs(cls, data: Any) -> Any:
+        # "an agent needs an 'env', e.g. env: {id: CartPole-v1}" rather than pydantic's
+        # "Field required": what to add, with an example.
+        if isinstance(data, dict):
+            for key, example in cls.required_inputs.items():
+                if data.get(key) is None:
+                    raise ValueError(f"{_a(cls.component_key)} needs {_a(repr(key))}, "
+                                     f"e.g. {example}")
         return data
 
     @field_validator("name")
@@ -371,8 +390,7 @@ def validate_experiment(data: dict[str, Any], source: str = "") -> ExperimentCon
     except ValidationError as exc:
         raise format_validation_error(exc, model, source=source) from None
     if getattr(config.train, family.budget_key) is None:
-        article = "an" if family.component_key[:1] in "aeiou" else "a"
-        raise ConfigError(where + f"{article} {family.component_key} needs "
+        raise ConfigError(where + f"{_a(family.component_key)} needs "
                           f"'train.{family.budget_key}'")
     return config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from forgelab.core.config import ExperimentConfig
 
@@ -15,15 +15,9 @@ class GenerativeExperiment(ExperimentConfig):
     ``dataset_options:``; training lasts ``train.epochs`` epochs."""
 
     component_key: ClassVar[str] = "model"
+    required_inputs: ClassVar[dict[str, str]] = {"dataset": "dataset: digits"}
 
     model: str = Field(description="a registered generative model (forgelab list models)")
     model_options: dict[str, Any] = Field(default_factory=dict)
     dataset: str = Field(description="a registered dataset (forgelab list datasets)")
     dataset_options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _needs_dataset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("dataset") is None:
-            raise ValueError("a model needs a 'dataset', e.g. dataset: digits")
-        return data
