@@ -19,6 +19,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import iterate
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from forgelab.agents.experiment import EnvSpec, WrapperSpec
@@ -317,8 +318,41 @@ def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.Ve
     def thunk() -> gym.Env:
         return make_env(spec, render_mode=render_mode)
 
-    cls = gym.vector.AsyncVectorEnv if spec.vectorization == "async" else gym.vector.SyncVectorEnv
+    cls = gym.vector.AsyncVectorEnv if spec.vectorization == "async" else SameStepSyncVectorEnv
     return cls([thunk] * spec.num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+class SameStepSyncVectorEnv(gym.vector.SyncVectorEnv):
+    """gymnasium's ``SyncVectorEnv`` with a leaner SAME_STEP ``step``: the same sub-env calls in
+    the same order and the same returned values and ``infos``, at about half the overhead.
+
+    With one CartPole (DQN's usual setting) the stock step costs 26 µs against 11 µs for the
+    wrapped env alone: it merges every sub-env's (empty) info dict, stacks the observations with
+    ``np.stack`` and deep-copies the batch. Here an empty info is skipped, a ``Box`` observation
+    is written into its row of the batch, and the batch is copied with ``ndarray.copy``. Other
+    observation spaces and autoreset modes take the stock path.
+    """
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        box = isinstance(self.single_observation_space, gym.spaces.Box)
+        if self.autoreset_mode != AutoresetMode.SAME_STEP or not box:
+            return super().step(actions)
+        infos: dict[str, Any] = {}
+        batch = self._observations
+        for i, (action, env) in enumerate(zip(iterate(self.action_space, actions), self.envs,
+                                              strict=True)):
+            obs, self._rewards[i], self._terminations[i], self._truncations[i], env_info = \
+                env.step(action)
+            if self._terminations[i] or self._truncations[i]:
+                infos = self._add_info(infos, {"final_obs": obs, "final_info": env_info}, i)
+                obs, env_info = env.reset()
+            self._env_obs[i] = batch[i] = obs
+            if env_info:
+                infos = self._add_info(infos, env_info, i)
+        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
+        return (batch.copy() if self.copy else batch, self._rewards.copy(),
+                self._terminations.copy(), self._truncations.copy(), infos)
 
 
 def completed_episodes(infos: dict[str, Any]) -> list[tuple[float, int]]:

@@ -136,3 +136,41 @@ def test_cli_reports_env_mistakes_with_exit_code_2_and_no_traceback(tmp_path):
     assert wrong_option.stderr.count("error: ") == 1
     assert "unknown key 'env.wrappers[2].frame_stack.stack_sise'" in wrong_option.stderr
     assert "Traceback" not in wrong_option.stderr
+
+
+@pytest.mark.parametrize("env", [
+    {"id": "CartPole-v1", "num_envs": 1},
+    {"id": "CartPole-v1", "num_envs": 3, "max_episode_steps": 20},
+    {"id": "Pendulum-v1", "num_envs": 2, "max_episode_steps": 15},  # Box actions
+    {"id": "forgelab/GridWorld-v0", "num_envs": 2, "kwargs": {"size": 4, "slip_prob": 0.3},
+     "wrappers": [{"name": "frame_stack", "stack_size": 2}, "normalize_reward"]},
+    {"id": "FrozenLake-v1", "num_envs": 2},  # a Discrete observation: the stock step
+])
+def test_lean_sync_env_steps_exactly_like_gymnasiums(env):
+    """forgelab's sync vector env (a leaner SAME_STEP step) returns what gymnasium's
+    SyncVectorEnv returns, step for step: observations, rewards, ends and every info (final
+    observations, episode statistics), across several episode ends."""
+    spec = EnvSpec(**env)
+    ours = make_vec_env(spec)
+    stock = gymnasium.vector.SyncVectorEnv([lambda: make_env(spec)] * spec.num_envs,
+                                           autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    assert type(ours) is not gymnasium.vector.SyncVectorEnv
+    for envs in (ours, stock):
+        envs.reset(seed=7)
+        envs.action_space.seed(3)
+    ends = 0
+    for _ in range(120):
+        actions = stock.action_space.sample()
+        a, b = ours.step(actions), stock.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y, strict=True)
+        assert a[4].keys() == b[4].keys()
+        if "final_obs" in b[4]:
+            ends += int(b[4]["_final_obs"].sum())
+            np.testing.assert_array_equal(a[4]["_final_obs"], b[4]["_final_obs"])
+            for x, y in zip(a[4]["final_obs"], b[4]["final_obs"], strict=True):
+                assert (x is None and y is None) or np.array_equal(x, y)
+            assert completed_episodes(a[4]) == completed_episodes(b[4])
+    assert ends >= 3  # the autoreset path ran
+    ours.close()
+    stock.close()
