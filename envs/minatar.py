@@ -7,8 +7,8 @@ episode ends are the game's own. ``rgb_array`` frames are the grid upscaled to 1
 colour per channel, so rollout videos show the game.
 
 Unlike ``minatar.gym`` this needs neither seaborn nor matplotlib to render. Exact resume
-(``forgelab.envs.state``) does not cover the game's ``RandomState``: a resumed MinAtar run
-continues with freshly seeded game randomness.
+(:mod:`forgelab.envs.snapshots`) covers the game: its variables and its ``RandomState`` (sticky
+actions and the game's own draws) are captured by :meth:`MinAtarEnv.get_resume_state`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,24 @@ class MinAtarEnv(gym.Env):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         reward, done = self.game.act(self.action_set[int(action)])
         return self.game.state().astype(np.bool_), float(reward), bool(done), False, {}
+
+    # Exact resume: the game's state lives in minatar's objects (the Environment, which draws
+    # sticky actions, and the game it runs), not in attributes of this env.
+    def get_resume_state(self) -> dict[str, Any]:
+        from forgelab.envs.snapshots import capture_attributes
+
+        return {"environment": capture_attributes(self.game),
+                "game": capture_attributes(self.game.env),
+                # after seed() both draw from one generator; a fresh game has two
+                "shared_random": self.game.env.random is self.game.random}
+
+    def set_resume_state(self, state: dict[str, Any]) -> None:
+        from forgelab.envs.snapshots import restore_attributes
+
+        if state["shared_random"]:
+            self.game.env.random = self.game.random
+        restore_attributes(self.game, state["environment"], "MinAtar environment")
+        restore_attributes(self.game.env, state["game"], f"MinAtar {self.game.env_name}")
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

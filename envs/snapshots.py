@@ -12,7 +12,14 @@ numbers / bools / None, tuples and lists of those, deques of numbers, NumPy ``Ge
 and small helper objects made of plain data (e.g. ``RunningMeanStd``). The vector env itself
 (``SyncVectorEnv`` autoreset bookkeeping) and any vector wrappers are captured the same way.
 Everything else (sub-envs, spaces, specs, render handles, strings, enums) is structure, rebuilt
-identically from the config, and left alone.
+identically from the config, and left alone. Legacy ``RandomState`` generators (MinAtar's games
+draw from one) are captured and restored in place, so objects that share one keep sharing it,
+and deques of arrays (``FrameStackObservation``'s frames) are kept like deques of numbers.
+
+State that lives outside plain attributes (another library's game object, an emulator) is
+captured through two optional methods on the env: ``get_resume_state() -> dict`` (plain data)
+and ``set_resume_state(state)``. forgelab's MinAtar env implements them; ALE's ``AtariEnv`` gets
+the same through :data:`_EXTERNAL`, its emulator state (with its RNG) serialized to bytes.
 
 ``AsyncVectorEnv`` sub-envs live in worker processes: we fetch a pickled copy of each
 wrapper chain through ``envs.call("__dict__")``, read or patch that copy here, and send it back
@@ -32,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from numbers import Number
 from typing import Any
 
@@ -92,6 +100,21 @@ def _rng_state(gen: np.random.Generator) -> dict[str, Any]:
     return {"__generator__": gen.bit_generator.state}
 
 
+def _random_state(rs: np.random.RandomState) -> dict[str, Any]:
+    state = rs.get_state(legacy=False)  # MT19937 key and position, and the cached Gaussian
+    return {"__randomstate__": {"bit_generator": state["bit_generator"],
+                                "key": _encode(state["state"]["key"]),
+                                "pos": int(state["state"]["pos"]),
+                                "has_gauss": int(state["has_gauss"]),
+                                "gauss": float(state["gauss"])}}
+
+
+def _set_random_state(rs: np.random.RandomState, saved: dict[str, Any]) -> None:
+    rs.set_state({"bit_generator": saved["bit_generator"],
+                  "state": {"key": _decode(saved["key"]), "pos": saved["pos"]},
+                  "has_gauss": saved["has_gauss"], "gauss": saved["gauss"]})
+
+
 def _make_generator(state: dict[str, Any]) -> np.random.Generator:
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
@@ -145,10 +168,12 @@ def _capture_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, np.random.Generator):
             out[name] = _rng_state(value)
+        elif isinstance(value, np.random.RandomState):
+            out[name] = _random_state(value)
         elif isinstance(value, gym.Space):
             out[name] = _capture_space(value)
         elif isinstance(value, deque):
-            if all(isinstance(v, Number) for v in value):
+            if all(isinstance(v, Number) or _is_plain(v) for v in value):
                 out[name] = {"__deque__": [_encode(v) for v in value], "maxlen": value.maxlen}
         elif _is_plain(value):
             out[name] = _encode(value)
@@ -171,6 +196,10 @@ def _restore_attrs(attrs: dict[str, Any], state: dict[str, Any], where: str) -> 
                 current.bit_generator.state = rng
             else:
                 attrs[name] = _make_generator(rng)
+        elif isinstance(saved, dict) and "__randomstate__" in saved:
+            if not isinstance(current, np.random.RandomState):
+                current = attrs[name] = np.random.RandomState()
+            _set_random_state(current, saved["__randomstate__"])  # in place: sharers see it
         elif isinstance(saved, dict) and "__space__" in saved:
             if not isinstance(current, gym.Space):
                 raise ValueError(f"{where}.{name}: expected a space to restore, found "
@@ -201,10 +230,54 @@ def _chain(env: Any) -> list[Any]:
     return layers
 
 
+def _capture_layer(layer: Any) -> dict[str, Any]:
+    state = _capture_attrs(vars(layer))
+    hooks = _resume_hooks(layer)
+    if hooks is not None:
+        state["__resume_state__"] = hooks[0](layer)
+    return state
+
+
+def _restore_layer(layer: Any, state: dict[str, Any], where: str) -> None:
+    state = dict(state)
+    extra = state.pop("__resume_state__", None)
+    _restore_attrs(vars(layer), state, where)
+    hooks = _resume_hooks(layer)
+    if extra is not None and hooks is not None:
+        hooks[1](layer, extra)
+
+
+def _resume_hooks(layer: Any) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]] | None:
+    """(capture, restore) of the state a layer keeps outside its plain attributes, if any."""
+    if hasattr(layer, "get_resume_state") and hasattr(layer, "set_resume_state"):
+        return type(layer).get_resume_state, type(layer).set_resume_state
+    cls = type(layer)
+    return _EXTERNAL.get(f"{cls.__module__}.{cls.__qualname__}")
+
+
+def _ale_state(env: Any) -> dict[str, Any]:
+    """ALE's emulator state, its RNG included (sticky actions draw from it), as bytes."""
+    data = env.ale.cloneState(include_rng=True).serialize()
+    return {"ale": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
+
+
+def _set_ale_state(env: Any, state: dict[str, Any]) -> None:
+    from ale_py import ALEState
+
+    env.ale.restoreState(ALEState(bytes(_as_numpy(state["ale"]).tobytes())))
+
+
+# Classes of other libraries whose state needs their own API (module.qualname -> hooks); by name,
+# so that nothing here imports them.
+_EXTERNAL: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], None]]] = {
+    "ale_py.env.AtariEnv": (_ale_state, _set_ale_state),
+}
+
+
 def _snapshot_single(env: gym.Env) -> dict[str, Any]:
     layers = _chain(env)
     return {"classes": [type(layer).__name__ for layer in layers],
-            "layers": [_capture_attrs(vars(layer)) for layer in layers]}
+            "layers": [_capture_layer(layer) for layer in layers]}
 
 
 def _restore_single(env: gym.Env, state: dict[str, Any], where: str) -> None:
@@ -214,7 +287,7 @@ def _restore_single(env: gym.Env, state: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: the environment's wrappers changed since the snapshot "
                          f"({' > '.join(state['classes'])} -> {' > '.join(classes)})")
     for i, (layer, layer_state) in enumerate(zip(layers, state["layers"], strict=True)):
-        _restore_attrs(vars(layer), layer_state, f"{where}.{classes[i]}")
+        _restore_layer(layer, layer_state, f"{where}.{classes[i]}")
     _settle_checkers(layers)
 
 
@@ -244,6 +317,17 @@ class _OuterShim(gym.Wrapper):
 
 
 # --------------------------------------------------------------------------- public API
+def capture_attributes(obj: Any) -> dict[str, Any]:
+    """The state-bearing attributes of any object, by the rules above (for an env's
+    ``get_resume_state``: e.g. the game object of a library the env wraps)."""
+    return _capture_attrs(vars(obj))
+
+
+def restore_attributes(obj: Any, state: dict[str, Any], where: str) -> None:
+    """Put back what :func:`capture_attributes` captured (``where`` names it in errors)."""
+    _restore_attrs(vars(obj), state, where)
+
+
 def _base_vector(envs: Any) -> tuple[list[Any], Any]:
     chain = _chain(envs)
     return chain, chain[-1]
@@ -276,7 +360,7 @@ def snapshot_env(envs: gym.vector.VectorEnv | gym.Env) -> dict[str, Any]:
         "format": FORMAT,
         "kind": kind,
         "vector": {"classes": [type(layer).__name__ for layer in chain],
-                   "layers": [_capture_attrs(vars(layer)) for layer in chain]},
+                   "layers": [_capture_layer(layer) for layer in chain]},
         "envs": [_snapshot_single(env) for env in subs],
     }
     if kind == "async":  # the outer layer's class is unknown on this side of the pipe
@@ -306,7 +390,7 @@ def restore_env(envs: gym.vector.VectorEnv | gym.Env, state: dict[str, Any]) -> 
         raise ValueError(f"the snapshot has {len(state['envs'])} envs, this vector env has "
                          f"{base.num_envs}")
     for layer, layer_state, name in zip(chain, state["vector"]["layers"], classes, strict=True):
-        _restore_attrs(vars(layer), layer_state, name)
+        _restore_layer(layer, layer_state, name)
     if state["kind"] == "native":
         return
     if state["kind"] == "sync":
@@ -321,6 +405,6 @@ def restore_env(envs: gym.vector.VectorEnv | gym.Env, state: dict[str, Any]) -> 
         if names != env_state["classes"]:
             raise ValueError(f"envs[{i}]: the environment's wrappers changed since the snapshot")
         for layer, layer_state in zip(layers, env_state["layers"], strict=True):
-            _restore_attrs(vars(layer), layer_state, f"envs[{i}]")
+            _restore_layer(layer, layer_state, f"envs[{i}]")
         _settle_checkers(layers)
     base.set_attr("__dict__", [vars(env) for env in copies])

@@ -11,9 +11,16 @@ The public home of :mod:`forgelab.envs.snapshots` (where the implementation live
         restore_env(self.envs, state["envs"])   # instead of envs.reset(seed=...) in fit()
 
 The snapshot is made of tensors, numbers, lists and dicts, so a checkpoint holding it loads with
-``torch.load(weights_only=True)``. See docs/plugins.md ("Exact resume").
+``torch.load(weights_only=True)``. An env whose state lives in another library's objects adds
+``get_resume_state``/``set_resume_state`` (built with ``capture_attributes`` and
+``restore_attributes``). See docs/plugins.md ("Exact resume").
 """
 
-from forgelab.envs.snapshots import restore_env, snapshot_env
+from forgelab.envs.snapshots import (
+    capture_attributes,
+    restore_attributes,
+    restore_env,
+    snapshot_env,
+)
 
-__all__ = ["restore_env", "snapshot_env"]
+__all__ = ["capture_attributes", "restore_attributes", "restore_env", "snapshot_env"]
