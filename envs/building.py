@@ -324,13 +324,13 @@ def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.Ve
 
 class SameStepSyncVectorEnv(gym.vector.SyncVectorEnv):
     """gymnasium's ``SyncVectorEnv`` with a leaner SAME_STEP ``step``: the same sub-env calls in
-    the same order and the same returned values and ``infos``, at about half the overhead.
+    the same order and the same returned values and ``infos``, with less overhead.
 
-    With one CartPole (DQN's usual setting) the stock step costs 26 µs against 11 µs for the
-    wrapped env alone: it merges every sub-env's (empty) info dict, stacks the observations with
-    ``np.stack`` and deep-copies the batch. Here an empty info is skipped, a ``Box`` observation
-    is written into its row of the batch, and the batch is copied with ``ndarray.copy``. Other
-    observation spaces and autoreset modes take the stock path.
+    With one CartPole (DQN's usual setting) the stock step costs 12.6 µs against about 6 µs for
+    the wrapped env alone: it merges every sub-env's (empty) info dict, stacks the observations
+    with ``np.stack`` and deep-copies the batch. Here an empty info is skipped, a ``Box``
+    observation is written into its row of the batch, and the batch is copied with
+    ``ndarray.copy``: 8.8 µs. Other observation spaces and autoreset modes take the stock path.
     """
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,

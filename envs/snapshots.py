@@ -249,9 +249,9 @@ def _restore_layer(layer: Any, state: dict[str, Any], where: str) -> None:
 
 def _resume_hooks(layer: Any) -> tuple[Callable[[Any], Any], Callable[[Any, Any], None]] | None:
     """(capture, restore) of the state a layer keeps outside its plain attributes, if any."""
-    if hasattr(layer, "get_resume_state") and hasattr(layer, "set_resume_state"):
-        return type(layer).get_resume_state, type(layer).set_resume_state
-    cls = type(layer)
+    cls = type(layer)  # the class's own methods: never what a wrapper might forward
+    if hasattr(cls, "get_resume_state") and hasattr(cls, "set_resume_state"):
+        return cls.get_resume_state, cls.set_resume_state
     return _EXTERNAL.get(f"{cls.__module__}.{cls.__qualname__}")
 
 
