@@ -264,7 +264,7 @@ def _ale_state(env: Any) -> dict[str, Any]:
 def _set_ale_state(env: Any, state: dict[str, Any]) -> None:
     from ale_py import ALEState
 
-    env.ale.restoreState(ALEState(bytes(_as_numpy(state["ale"]).tobytes())))
+    env.ale.restoreState(ALEState(_as_numpy(state["ale"]).tobytes()))
 
 
 # Classes of other libraries whose state needs their own API (module.qualname -> hooks); by name,

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import forgelab_cli, read_metrics, run_experiment
+from conftest import forgelab_cli, latest_state, read_metrics, run_experiment
 
 from forgelab.core import runner
-from forgelab.core.checkpoints import CheckpointManager
 
 
 def dqn_config(**options) -> dict:
@@ -29,8 +28,8 @@ def dqn_config(**options) -> dict:
 
 
 def final_state(run_dir: Path) -> dict:
-    state, _ = CheckpointManager(Path(run_dir) / "checkpoints").load("latest")
-    return state["component"]
+    """The component's state in the run's ``latest`` checkpoint."""
+    return latest_state(run_dir)["component"]
 
 
 # --------------------------------------------------------------------------------- learning

@@ -11,8 +11,8 @@ import io
 import numpy as np
 import pytest
 import torch
-from conftest import run_experiment
-from test_agent_dqn import dqn_config, final_state
+from conftest import latest_state, run_experiment
+from test_agent_dqn import dqn_config
 
 from forgelab.agents.experiment import EnvSpec
 from forgelab.core import runner
@@ -73,7 +73,7 @@ def test_minatar_dqn_stopped_and_resumed_ends_with_identical_parameters() -> Non
     straight = run_experiment(config, "train.total_steps=600")
     interrupted = run_experiment(config, "train.total_steps=300")
     resumed = runner.resume(interrupted, ["train.total_steps=600"], show_progress=False)
-    a, b = final_state(straight), final_state(resumed)
+    a, b = latest_state(straight)["component"], latest_state(resumed)["component"]
     assert a["step"] == b["step"] == 600
     for name in a["q_net"]:
         assert torch.equal(a["q_net"][name], b["q_net"][name]), f"q_net.{name} differs"

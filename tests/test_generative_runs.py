@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import forgelab_cli, read_metrics, run_experiment, wandb_records
+from conftest import forgelab_cli, latest_state, read_metrics, run_experiment, wandb_records
 from PIL import Image
 
 from forgelab.core import runner
-from forgelab.core.checkpoints import CheckpointManager
 from forgelab.core.errors import ForgelabError
 
 
@@ -62,8 +61,7 @@ def test_autoencoder_cannot_sample_and_says_so(tmp_path: Path,
 
 
 def _final_state(run_dir: Path) -> dict:
-    state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
-    return state["component"]
+    return latest_state(run_dir)["component"]
 
 
 def test_resumed_run_is_identical_to_an_uninterrupted_one(monkeypatch: pytest.MonkeyPatch
