@@ -33,18 +33,31 @@ def _env(**extra: str) -> dict[str, str]:
     return {**user_env(), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **extra}
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([EXE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def start(*args: str, cwd: Path, stderr_file: Path | None = None) -> subprocess.Popen:
+    """``forgelab ARGS`` in the background; its stderr goes to ``stderr_file`` when given (so a
+    test can poll what it printed while it runs), else to a pipe."""
+    if stderr_file is None:
+        return subprocess.Popen([EXE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    with open(stderr_file, "w") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([EXE, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                                stderr=stderr, text=True)
 
 
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
+def printed(proc: subprocess.Popen, stderr_file: Path | None = None) -> str:
+    if stderr_file is not None:
+        return stderr_file.read_text()
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240,
+             stderr_file: Path | None = None) -> None:
     """Poll a file-system condition (not a timing assert): fail if the process ended first."""
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
             raise AssertionError(f"process ended (rc={proc.returncode}) before the condition: "
-                                 f"{proc.stderr.read()[-2000:]}")
+                                 f"{printed(proc, stderr_file)[-2000:]}")
         assert time.monotonic() < deadline, "condition never became true"
         time.sleep(0.05)
 
@@ -111,9 +124,9 @@ def copy_of(trained: Path, tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------------------ SIGKILL
 def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
-    # 1. Killed after a checkpoint, with rows logged after it (checkpoints 16 updates apart, so
-    #    the kill lands well before the next one).
-    proc = start("run", "cartpole-ppo", *PPO, "train.checkpoint_every=2048",
+    # 1. Killed after a checkpoint, with rows logged after it (checkpoints 64 updates apart, so
+    #    the kill lands well before the next one even on a loaded machine).
+    proc = start("run", "cartpole-ppo", *PPO, "train.checkpoint_every=8192",
                  "train.total_steps=1000000", "--no-progress", cwd=tmp_path)
     try:
         wait_for(lambda: list(tmp_path.glob("runs/*/*/checkpoints/latest")), proc)
@@ -126,14 +139,22 @@ def test_sigkill_resume_second_resumer_and_stale_lock(tmp_path: Path) -> None:
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert str(proc.pid) in (run / "run.lock").read_text()  # a stale lock: its process is dead
     # 2. A resumer takes the stale lock over; a second one at the same time is refused.
-    first = start("run", "--resume", str(run), "--no-progress", cwd=tmp_path)
+    first_err = tmp_path / "first.stderr"
+    first = start("run", "--resume", str(run), "--no-progress", cwd=tmp_path,
+                  stderr_file=first_err)
     try:
-        wait_for(lambda: str(first.pid) in (run / "run.lock").read_text(), first)
+        wait_for(lambda: str(first.pid) in (run / "run.lock").read_text(), first,
+                 stderr_file=first_err)
         second = subprocess.run([EXE, "run", "--resume", str(run)], cwd=tmp_path, env=_env(),
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert f"in use by process {first.pid}" in error_line(second.stderr)
-        wait_for(lambda: rows_in(run) > state_of(run)["log_rows"] + 2, first)
+        # It drops the rows the killed run logged after its checkpoint, and only then logs rows
+        # of its own (before the drop, the killed run's rows would satisfy the count below).
+        wait_for(lambda: "metrics.jsonl: dropped" in first_err.read_text(), first,
+                 stderr_file=first_err)
+        wait_for(lambda: rows_in(run) > state_of(run)["log_rows"] + 2, first,
+                 stderr_file=first_err)
         first.send_signal(signal.SIGKILL)  # 3. killed again, mid-run
         first.wait(timeout=60)
     finally:
