@@ -22,6 +22,9 @@ from forgelab.envs.snapshots import restore_env, snapshot_env
 ENVS = {
     "minatar-breakout": {"id": "MinAtar/Breakout-v1", "num_envs": 2},  # sticky actions 0.1
     "minatar-seaquest": {"id": "MinAtar/Seaquest-v1", "num_envs": 1},  # lists of objects
+    # worker processes: the game goes through the pipe as a pickled copy and back
+    "minatar-breakout-async": {"id": "MinAtar/Breakout-v1", "num_envs": 2,
+                               "vectorization": "async"},
     "cartpole-frame-stack": {"id": "CartPole-v1", "num_envs": 2,
                              "wrappers": [{"name": "frame_stack", "stack_size": 3}]},
     "ale-pong": {"id": "ALE/Pong-v5", "num_envs": 1,
