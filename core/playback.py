@@ -58,23 +58,9 @@ def evaluate(run_dir: Path, which: str = "best", episodes: int | None = None,
     folder = checkpoint_dir(Path(run_dir), which)
     state = read_checkpoint(folder)
     prepared = runner.prepare(config, host)
-    job_root = Path(run_dir) / "evals"
-    job_id = runner.new_run_id()
-    job_dir = job_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
-    try:
-        job_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise (as_user_error(exc) or exc) from None
-    wandb_config = {**prepared.resolved_config(), "versions": runner.package_versions(),
-                    "source_run": info.get("run_id"), "checkpoint": folder.name,
-                    "eval": {"episodes": episodes, "videos": videos, "stochastic": stochastic}}
-    try:
-        ctx = runner.build_context(prepared, job_dir, job_id, "eval", False, wandb_config,
-                                   show_progress=False)
-    except BaseException as exc:  # W&B could not log in, say: leave no job folder behind
-        runner.discard_run_dir(job_dir)
-        raise (as_user_error(exc) or exc) from None
-    ctx.checkpoints.tracker = None  # an eval job reads checkpoints; it never writes one
+    ctx = runner.open_job(prepared, run_dir, "eval", info.get("run_id"), folder.name,
+                          {"eval": {"episodes": episodes, "videos": videos,
+                                    "stochastic": stochastic}})
     ok = False
     component = None
     try:

@@ -516,20 +516,14 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
     return run_dir
 
 
-def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None, which: str,
-                prepared: PreparedRun | None = None) -> tuple[Any, Any, Path]:
-    """Rebuild a saved run's component in a new ``<run_dir>/<job_type>s/`` job with its
-    checkpoint loaded, for `forgelab sample` and the conformance kit (`forgelab eval` builds its
-    own job in :func:`forgelab.core.playback.evaluate`). Whatever fails on the way leaves no job
-    folder (and no offline W&B run) behind."""
+def open_job(run: PreparedRun, run_dir: Path, job_type: str, source_run: str | None,
+             checkpoint: str, extra_config: dict[str, Any] | None = None) -> Any:
+    """A new ``<run_dir>/<job_type>s/<time>-<id>/`` job beside a saved run, with its context: a
+    W&B run of ``job_type`` whose config names the source run and checkpoint. A job reads
+    checkpoints and never writes one. Whatever fails on the way leaves no job folder (and no
+    offline W&B run) behind; :func:`_end_job` finishes it."""
     from forgelab.core.faults import as_user_error
 
-    data, info = load_run(run_dir)
-    run = prepared or prepare(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
-                              host)
-    from forgelab.core.checkpoints import CheckpointManager
-
-    state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
     job_root = Path(run_dir) / f"{job_type}s"
     job_id = new_run_id()
     job_dir = job_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
@@ -539,14 +533,30 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None, which: st
         _remove_if_empty(job_root)
         raise (as_user_error(exc) or exc) from None
     wandb_config = {**run.resolved_config(), "versions": package_versions(),
-                    "source_run": info.get("run_id"), "checkpoint": checkpoint_dir.name}
+                    "source_run": source_run, "checkpoint": checkpoint, **(extra_config or {})}
     try:
         ctx = build_context(run, job_dir, job_id, job_type, False, wandb_config,
                             show_progress=False)
-    except BaseException as exc:
+    except BaseException as exc:  # W&B could not log in, say
         discard_run_dir(job_dir)
         raise (as_user_error(exc) or exc) from None
-    ctx.checkpoints.tracker = None  # a job reads checkpoints; it never writes one
+    ctx.checkpoints.tracker = None
+    return ctx
+
+
+def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None, which: str,
+                prepared: PreparedRun | None = None) -> tuple[Any, Any, Path]:
+    """Rebuild a saved run's component in a new job (:func:`open_job`) with its checkpoint and
+    the training loop's state loaded, for `forgelab sample` and the conformance kit.
+    (`forgelab eval` restores the component alone: :func:`forgelab.core.playback.evaluate`.)"""
+    from forgelab.core.checkpoints import CheckpointManager
+    from forgelab.core.faults import as_user_error
+
+    data, info = load_run(run_dir)
+    run = prepared or prepare(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
+                              host)
+    state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
+    ctx = open_job(run, run_dir, job_type, info.get("run_id"), checkpoint_dir.name)
     try:
         component = _build(run, ctx)
         _restore(component, ctx, state, checkpoint_dir)
