@@ -19,7 +19,7 @@ A sweep file (YAML) says the same, plus random sampling::
     experiment: cartpole-ppo        # a name in experiments/ or a path (relative to this file)
     name: ppo-lr                    # the study directory's name (default: the file's stem)
     overrides: {train.total_steps: 20000}
-    grid: {agent.n_steps: [16, 32], agent.batch_size: {range: [128, 384, 128]}}
+    grid: {agent.n_steps: [32, 64], agent.batch_size: {range: [128, 384, 128]}}
     random:
       count: 8                      # configurations drawn (times the grid's)
       seed: 0                       # the sampler's seed: the same file draws the same values

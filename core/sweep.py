@@ -30,7 +30,7 @@ from forgelab.core.study import (
 
 EPILOG = """examples:
   forgelab sweep cartpole-ppo seed=0:10                     10 seeds of one configuration
-  forgelab sweep cartpole-ppo agent.learning_rate=1e-3,3e-4 agent.n_steps=16,32 seed=0:5
+  forgelab sweep cartpole-ppo agent.learning_rate=1e-3,3e-4 agent.n_steps=32,64 seed=0:5
   forgelab sweep pendulum-ppo 'agent.hidden_sizes=[64,64],[128,128]' seed=0:3 --workers 2
   forgelab sweep study.yaml --dry-run                       a sweep file (grid, random, seeds)
   forgelab sweep study.yaml --launcher ray                  RAY_ADDRESS=... for a cluster

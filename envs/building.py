@@ -213,8 +213,7 @@ def check_env_id(env_id: str) -> None:
     """Raise a ConfigError naming the closest ids when ``env_id`` is not a known environment."""
     _ensure_registered(env_id)
     if env_id not in gym.registry:
-        choices = _env_choices(env_id)
-        raise ConfigError(f"env.id: {unknown_name_message('environment', env_id, choices)}",
+        raise ConfigError(f"env.id: {_unknown_env_message(env_id)}",
                           hint="`forgelab list envs` shows every environment")
 
 
@@ -293,13 +292,21 @@ def check_env_spec(spec: EnvSpec) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
-def _env_choices(env_id: str) -> list[str]:
-    """A short list of ids near ``env_id`` (gymnasium knows hundreds)."""
+def _unknown_env_message(env_id: str) -> str:
+    """'unknown environment X; did you mean Y?' and a few ids to pick from (gymnasium knows
+    hundreds, so not all: the ids of the same family, else some of the plain ones)."""
     ids = list(gym.registry)
     guess = closest(env_id, ids)
-    near = [i for i in ids if i.split("-")[0].lower() == env_id.split("-")[0].lower()]
-    return sorted(set(near + ([guess] if guess else []))) or sorted(
-        i for i in ids if "/" not in i)[:20]
+    message = f"unknown environment {env_id!r}"
+    if guess:
+        message += f"; did you mean {guess!r}?"
+    family = env_id.split("-")[0].lower()
+    similar = sorted({i for i in ids if i.split("-")[0].lower() == family} - {guess})
+    if similar:
+        return f"{message} Similar ids: {', '.join(similar)}"
+    if guess:
+        return message
+    return f"{message}. Some of the ids: {', '.join(sorted(i for i in ids if '/' not in i)[:20])}"
 
 
 def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.VectorEnv:

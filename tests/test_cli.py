@@ -75,6 +75,9 @@ BASE = {"agent": "random", "env": "CartPole-v1", "train": {"total_steps": 100}}
         (["cartpole-random", "--seed", "3"], ["cannot read '--seed 3'", "no leading dashes"]),
         (["cartpole-random", "env=CartPol-v1"], ["unknown environment 'CartPol-v1'",
                                                  "CartPole-v1"]),
+        # the closest id, then the rest of its family (not presented as all there is)
+        (["cartpole-random", "env.id=CartPole-v9"], ["did you mean 'CartPole-v1'? Similar ids: "
+                                                     "CartPole-v0\n"]),
     ],
 )
 def test_bad_input_is_one_readable_error_with_exit_code_2(args: list[str],
