@@ -62,7 +62,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _parse_time(text: str | None) -> float | None:
+def parse_run_time(text: str | None) -> float | None:
     """Seconds since the epoch of a run.json time (``%Y-%m-%dT%H:%M:%S%z``)."""
     if not text:
         return None
@@ -146,21 +146,35 @@ class RunRecord:
 
     @property
     def last_step(self) -> int | None:
+        """How far training got: the last logged step, or the step a session ended at (a stop
+        lands between logged rows), whichever is later."""
         axis = self.axis
         steps = [r[axis] for r in self.rows if isinstance(r.get(axis), int | float)]
+        ended = self.info.get("step")
+        if isinstance(ended, int) and ended > 0:
+            steps.append(ended)
         return int(max(steps)) if steps else None
 
     @property
     def created(self) -> float | None:
-        return _parse_time(self.info.get("created"))
+        return parse_run_time(self.info.get("created"))
 
     @property
     def duration_s(self) -> float | None:
-        """Wall seconds from creation to the end (or the last logged row if unfinished)."""
+        """Wall seconds spent training, summed over the run's sessions (a resumed run does not
+        count the time between a stop and its resume). A run still going (or killed outright)
+        adds its current session up to the last logged row; a run.json from before the sum
+        was recorded counts from creation to the end."""
+        seconds = self.info.get("seconds")
+        ongoing = str(self.info.get("status")) == "running"
+        if isinstance(seconds, int | float) and not ongoing:
+            return float(seconds)
+        last_row = max((r.get("_time") or 0 for r in self.rows), default=0) or None
+        if isinstance(seconds, int | float):  # an earlier session's sum, plus this one so far
+            since = parse_run_time(self.info.get("resumed"))
+            return float(seconds) + (max(0.0, last_row - since) if since and last_row else 0.0)
         start = self.created
-        end = _parse_time(self.info.get("finished"))
-        if end is None and self.rows:
-            end = max((r.get("_time") or 0) for r in self.rows) or None
+        end = parse_run_time(self.info.get("finished")) or last_row
         return None if start is None or end is None else max(0.0, end - start)
 
     def metric_names(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,13 @@ def _wait_for(condition, timeout: float = 120.0) -> None:
         time.sleep(0.1)  # polling a file written by the child, not timing anything
 
 
+def _span(info: dict) -> float:
+    """Seconds from a run.json's ``created`` to its ``finished`` (whole seconds)."""
+    from forgelab.core.results import parse_run_time
+
+    return parse_run_time(info["finished"]) - parse_run_time(info["created"])
+
+
 def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: Path) -> None:
     exe = str(Path(sys.executable).parent / "forgelab")
     child = subprocess.Popen([exe, "run", "cartpole-random", "train.total_steps=100000000",
@@ -112,16 +120,30 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_the_same_run(tmp_path: 
     state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
     stopped_at = state["step"]
     assert 0 < stopped_at < 100000000
+    # run.json records where training got to (a stop lands between logged rows) and how long
+    # the session trained; the stop message and the result line agree on the step.
+    assert info["step"] == stopped_at
+    assert f"stopped at step {stopped_at};" in err and "took " in err
+    assert f"({stopped_at:,} of 100,000,000 env steps)" in err
+    assert 0 < info["seconds"] <= _span(info) + 1
 
     target = stopped_at + 200
     dry = forgelab_cli("run", "--resume", str(run_dir), f"train.total_steps={target}", "--dry-run")
     assert dry.returncode == 0 and f"total_steps: {target}" in dry.stdout
     assert CheckpointManager(run_dir / "checkpoints").load("latest")[0]["step"] == stopped_at
+    # The time between the stop and the resume is not the run's: "took" sums the sessions.
+    # (Stand in for a long pause by saying the first session trained 1,000 s.)
+    info["seconds"] = 1000.0
+    (run_dir / "run.json").write_text(json.dumps(info))
     resumed = forgelab_cli("run", "--resume", str(run_dir), f"train.total_steps={target}",
                            "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     state, _ = CheckpointManager(run_dir / "checkpoints").load("latest")
     assert state["step"] == target
+    final = json.loads((run_dir / "run.json").read_text())
+    assert 1000 < final["seconds"] < 1000 + _span(final) and final["step"] == target
+    took = re.search(r"took ([\d,]+) s", resumed.stderr).group(1)
+    assert int(took.replace(",", "")) == round(final["seconds"])
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     # One W&B run id across both segments, so the dashboard shows one continuous run.
     wandb_dirs = sorted(run_dir.glob("wandb/offline-run-*"))
