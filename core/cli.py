@@ -417,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
+    except KeyboardInterrupt as exc:
+        # Ctrl-C or SIGTERM before a command took over (while the parser's imports load; a
+        # sweep forwards SIGTERM to a trial that may still be starting): no traceback.
+        print("interrupted", file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))
     except BrokenPipeError:
         # `forgelab list | head`: the reader left; end quietly, as other Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

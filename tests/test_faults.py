@@ -200,6 +200,22 @@ def test_sigterm_while_a_run_starts_leaves_no_run_marked_running(tmp_path: Path)
         assert json.loads(info.read_text())["status"] == "interrupted"
 
 
+def test_sigterm_while_the_cli_loads_is_exit_143_without_a_traceback(monkeypatch, capsys):
+    # A sweep forwards SIGTERM to every trial, one of which may still be importing its parser:
+    # the CLI's handler raises there (as it does here), outside any command's own handling.
+    from forgelab.core.errors import Terminated
+
+    def parser_interrupted():
+        raise Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "_parser", parser_interrupted)
+    try:
+        code, err = forgelab(capsys, "run", "cartpole-random")
+    except KeyboardInterrupt:  # would end the test session, not fail this test
+        pytest.fail("the CLI let the signal's exception through (a traceback, exit code 1)")
+    assert code == 143 and err.strip() == "interrupted"
+
+
 def test_sigterm_during_a_long_evaluation_stops_it(tmp_path: Path) -> None:
     # A million evaluation episodes after the first update: without the stop check in the
     # rollout loop this would run for hours; SIGTERM ends it and the run stops cleanly.
