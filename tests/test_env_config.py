@@ -95,6 +95,18 @@ def test_configured_env_trains_end_to_end_from_the_cli(tmp_path):
     assert evals and evals[-1]["eval/return_mean"] == -6.0  # eval envs keep the raw reward
 
 
+def test_async_workers_left_to_the_end_of_a_run_exit_quietly(tmp_path):
+    # PPO leaves its async envs open when training ends; multiprocessing terminates the
+    # workers at exit, and a worker that kept forgelab's SIGTERM handler printed a traceback.
+    result = forgelab_cli("run", "cartpole-ppo", "env.vectorization=async", "env.num_envs=2",
+                          "agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=1",
+                          "train.total_steps=128", "train.eval_every=128",
+                          "train.eval_episodes=1", "train.video_every=null",
+                          "tracking.mode=disabled", f"output_dir={tmp_path}", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("env, expected", [
     (dict(id="forgelab/GridWorld-v9"),
      ["env.id", "did you mean 'forgelab/GridWorld-v0'"]),
