@@ -83,14 +83,19 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
     from forgelab.agents.evaluation import act_one, render_fps, run_episodes
     from forgelab.core.errors import ForgelabError
 
+    act = getattr(component, "actions", None)
+    if act is None:  # the agent evaluates itself: the episode flags cannot apply
+        asked = [flag for flag, given in (("--episodes", episodes is not None),
+                                          ("--video", bool(videos)), ("--stochastic", stochastic))
+                 if given]
+        if asked:
+            raise ForgelabError(f"agent {ctx.config.component!r} cannot play episodes for "
+                                f"{' / '.join(asked)}: its plugin does not implement actions()",
+                                hint="`forgelab eval RUN` without them runs the agent's own "
+                                "evaluate()")
+        return component.evaluate()
     episodes = episodes or ctx.config.train.eval_episodes
     videos = 1 if videos is None else videos
-    act = getattr(component, "actions", None)
-    if act is None:
-        if stochastic:
-            raise ForgelabError(f"agent {ctx.config.component!r} cannot act stochastically "
-                                "here: its plugin does not implement actions()")
-        return component.evaluate()
     env = ctx.inputs.make_eval_env(render_mode="rgb_array" if videos else None)
     try:
         result = run_episodes(env, lambda obs: act_one(act, obs, not stochastic), episodes,

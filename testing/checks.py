@@ -402,7 +402,8 @@ def check_env_id_and_time_limit(subject: Subject) -> str | None:
     """The id is namespaced, and ``gymnasium.make`` applies the registered episode limit."""
     namespace, sep, _ = subject.name.partition("/")
     if not sep or not namespace:
-        raise CheckFailure(f"{subject.name!r} has no namespace: use 'mylab/{subject.name}'")
+        plugin = subject.registration.source.plugin or "mylab"  # the plugin's name as namespace
+        raise CheckFailure(f"{subject.name!r} has no namespace: use '{plugin}/{subject.name}'")
     env = _make(subject)
     try:
         limit = subject.registration.metadata.get("max_episode_steps")

@@ -71,6 +71,8 @@ def cmd_check(name: str | None, as_json: bool) -> int:
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
+        unloaded = (f"; {len(failed_plugins)} plugin(s) failed to load"
+                    if failed_plugins else "")
         print(f"{len(results)} checks on {len(targets)} components: "
-              f"{len(results) - len(failed)} passed, {len(failed)} failed")
+              f"{len(results) - len(failed)} passed, {len(failed)} failed{unloaded}")
     return 1 if failed or failed_plugins else 0

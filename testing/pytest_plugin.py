@@ -4,7 +4,8 @@ forgelab is installed (so a plugin's tests need no conftest.py to use them).
 * ``forgelab_host``: a fresh plugin host loaded from the installed entry points (not the
   process-wide one), honouring ``FORGELAB_STRICT_PLUGINS`` / ``FORGELAB_DISABLE_PLUGINS``.
 * ``forgelab_run``: ``forgelab_run(experiment, *overrides)`` trains through the real runner in
-  ``tmp_path`` (``tracking.mode: disabled`` by default) and returns the run directory.
+  ``tmp_path`` with W&B disabled (unless an override sets ``tracking.mode``) and returns the
+  run directory.
 * ``forgelab_check``: ``forgelab_check(name, **options)`` is
   :func:`forgelab.testing.check_component` writing its runs under ``tmp_path``.
 
@@ -29,10 +30,11 @@ def forgelab_host() -> Any:
 
 
 @pytest.fixture
-def forgelab_run(tmp_path: Path) -> Callable[..., Path]:
-    """Train an experiment (a name, a YAML path or a mapping) in ``tmp_path``, with
-    ``tracking.mode: disabled`` unless the experiment or an override sets it (``WANDB_MODE``,
-    when set, wins as it does everywhere)."""
+def forgelab_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Train an experiment (a name, a YAML path or a mapping) in ``tmp_path`` with W&B disabled,
+    whatever the experiment file or ``WANDB_MODE`` says (a test suite never logs to an account
+    by accident), unless an override sets ``tracking.mode`` (``tracking.mode=offline`` to read
+    the W&B files back)."""
 
     def run(experiment: str | Path | dict[str, Any], *overrides: str) -> Path:
         from forgelab.core import runner
@@ -50,7 +52,9 @@ def forgelab_run(tmp_path: Path) -> Callable[..., Path]:
             path = find_experiment(str(experiment))
             data = read_yaml(path)
             data.setdefault("name", path.stem)
-        data.setdefault("tracking", {}).setdefault("mode", "disabled")
+        if not any(item.partition("=")[0].strip() == "tracking.mode" for item in overrides):
+            data["tracking"] = {**(data.get("tracking") or {}), "mode": "disabled"}
+            monkeypatch.setenv("WANDB_MODE", "disabled")  # it would win over the config
         data = apply_overrides(data, parse_overrides(
             [f"output_dir={tmp_path / 'runs'}", *overrides]))
         return runner.train(validate_experiment(data), show_progress=False)

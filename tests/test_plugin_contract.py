@@ -204,6 +204,16 @@ def test_the_kit_catches_a_broken_agent(cls, check, message, tmp_path: Path) -> 
     assert result.status == "failed" and message in result.detail, result.detail
 
 
+def test_the_kit_names_the_plugin_as_the_missing_env_namespace(tmp_path: Path) -> None:
+    host = PluginHost(strict=False, disabled=())
+    host.add_plugin(plugin(register_envs=lambda register: register(
+        "Corridor-v0", "gymnasium.envs.classic_control:CartPoleEnv", description="x")), "acme")
+    report = check_component("Corridor-v0", host=host, checks=["check_env_id_and_time_limit"],
+                             workdir=tmp_path, on_fail=None)
+    [result] = report.results
+    assert result.status == "failed" and "use 'acme/Corridor-v0'" in result.detail, result.detail
+
+
 def test_exact_resume_is_checked_only_where_claimed(tmp_path: Path) -> None:
     host = kit_host(HonestlyInexact)
     report = check_component("honestlyinexact", host=host, checks=["check_sigterm_resume"],
@@ -274,8 +284,9 @@ def test_cli_check_runs_the_kit_and_rejects_unknown_names() -> None:
 
 
 
-def test_pytest11_fixtures(forgelab_host, forgelab_check, forgelab_run) -> None:
+def test_pytest11_fixtures(forgelab_host, forgelab_check, forgelab_run, monkeypatch) -> None:
     """forgelab's pytest11 entry point gives every test suite these fixtures."""
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a developer's setting: the fixture overrides it
     assert forgelab_host is not pluginhost.get_host()  # a host of its own
     assert forgelab_host.registry.find("env", "forgelab/GridWorld-v0") is not None
     report = forgelab_check("forgelab/GridWorld-v0")
@@ -284,6 +295,7 @@ def test_pytest11_fixtures(forgelab_host, forgelab_check, forgelab_run) -> None:
                             "train": {"total_steps": 20, "eval_episodes": 1}})
     assert run_dir.parent.parent == Path.cwd() / "runs"  # tmp_path
     assert "mode: disabled" in (run_dir / "config.yaml").read_text()
+    assert not (run_dir / "wandb").exists()  # no W&B run, offline or online
 
 
 # Core is family-neutral: it finds agents, models, envs and plugins only through the registry

@@ -52,6 +52,12 @@ def test_installed_plugin_is_discovered_listed_and_runnable(site: Path, tmp_path
     returns = [row["eval/return_mean"] for row in read_metrics(run_dir)
                if "eval/return_mean" in row]
     assert returns and 5 <= returns[0] <= 20  # always pushing right topples CartPole quickly
+    # Without actions(), `forgelab eval` runs the agent's evaluate() and refuses episode flags.
+    plain = forgelab_cli("eval", str(run_dir), env=env)
+    assert plain.returncode == 0, plain.stderr
+    flags = forgelab_cli("eval", str(run_dir), "--episodes", "3", "--video", "1", env=env)
+    assert flags.returncode == 2 and "Traceback" not in flags.stderr
+    assert "cannot play episodes for --episodes / --video" in flags.stderr, flags.stderr
 
 
 def test_broken_plugin_is_reported_and_skipped(site: Path) -> None:
@@ -122,3 +128,4 @@ def test_installed_plugin_passes_the_conformance_kit_from_the_cli(site: Path) ->
     failing = forgelab_cli("plugins", "--check", env={"PYTHONPATH": str(site)})
     assert failing.returncode == 1
     assert "FAIL  plugin 'broken' (forgelab-broken) did not load" in failing.stderr
+    assert "0 failed; 1 plugin(s) failed to load" in failing.stdout  # the summary counts it
