@@ -509,6 +509,12 @@ class PolicyGradientAgent:
         return self.updates == 0 or self.ctx.log_due(self.step)
 
     # ------------------------------------------------------------------------ evaluation
+    def close(self) -> None:
+        """Close the training envs (async workers) and the evaluation env; the runner calls it
+        after the run's last checkpoint."""
+        self.envs.close()
+        self.evaluator.close()
+
     def periodic_evaluation(self, video: bool) -> dict[str, float]:
         """The training loop's scheduled evaluation: deterministic episodes, ``eval/*``."""
         return self.evaluator.evaluate(self.eval_policy, self.step, video)

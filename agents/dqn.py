@@ -536,6 +536,12 @@ class DQN:
         return shown
 
     # ------------------------------------------------------------------ evaluation
+    def close(self) -> None:
+        """Close the training envs (async workers) and the evaluation env; the runner calls it
+        after the run's last checkpoint."""
+        self.envs.close()
+        self.evaluator.close()
+
     def periodic_evaluation(self, video: bool) -> dict[str, float]:
         """The training loop's scheduled evaluation: greedy episodes, ``eval/*``."""
         return self.evaluator.evaluate(self.predict, self.step, video)

@@ -411,6 +411,20 @@ def _failure(exc: BaseException, component: Any) -> ForgelabError | None:
     return cause if cause is not None else as_user_error(exc)
 
 
+def _release(component: Any) -> None:
+    """Close what the component holds open (envs, async worker processes), once its last
+    checkpoint is saved: native agents keep their envs to the end of ``fit`` because that
+    checkpoint snapshots them. Without this, workers lived on until garbage collection (in a
+    notebook or a Ray worker) or were terminated at interpreter exit."""
+    close = getattr(component, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # the run's own outcome matters more than a failed close
+            print(f"warning: could not close {type(component).__name__}: {exc}",
+                  file=sys.stderr)
+
+
 def _earlier_seconds(info: dict[str, Any]) -> float:
     """Training seconds of the sessions before this one (0 for a new run). A run.json from
     before ``seconds`` was recorded counts its first session from ``created`` to ``finished``;
@@ -516,6 +530,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         exit_code = error.exit_code
         raise error from None
     finally:
+        _release(component)
         ctx.progress.close()
         # Where training got to (a stop lands between logged rows) and the time spent training,
         # summed over sessions (the gaps between a stop and a resume are not the run's).

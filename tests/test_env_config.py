@@ -3,13 +3,15 @@ and every mistake there is a readable ConfigError / exit code 2 without a traceb
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import textwrap
 from pathlib import Path
 
 import gymnasium
 import numpy as np
 import pytest
-from conftest import forgelab_cli, read_metrics
+from conftest import forgelab_cli, latest_state, read_metrics, run_experiment
 
 from forgelab.agents.experiment import EnvSpec
 from forgelab.core.config import load_experiment
@@ -105,6 +107,27 @@ def test_async_workers_left_to_the_end_of_a_run_exit_quietly(tmp_path):
                           "tracking.mode=disabled", f"output_dir={tmp_path}", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("agent", ["ppo", "dqn"])
+def test_a_run_closes_its_async_workers_when_it_ends(agent):
+    # In-process (a notebook, a Ray worker): the run's env processes end with the run, after
+    # its last checkpoint took their state, not at garbage collection or interpreter exit.
+    # The garbage collector is off, so only the run itself can have closed them (the agent
+    # sits in reference cycles that only a collection would free).
+    options = (["agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=1"] if agent == "ppo"
+               else ["agent.learning_starts=32", "agent.train_freq=32"])
+    gc.collect()
+    gc.disable()
+    try:
+        run_dir = run_experiment(f"cartpole-{agent}", "env.vectorization=async",
+                                 "env.num_envs=2", *options, "train.total_steps=128",
+                                 "train.eval_every=128", "train.eval_episodes=1",
+                                 "train.video_every=null", "tracking.mode=disabled")
+        assert not multiprocessing.active_children()
+    finally:
+        gc.enable()
+    assert latest_state(run_dir)["step"] == 128  # the final checkpoint, envs included
 
 
 @pytest.mark.parametrize("env, expected", [
