@@ -24,7 +24,7 @@ implementations accept).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,7 +43,9 @@ from forgelab.core.device import fast_adam
 class ReinforceConfig(PolicyConfig):
     """REINFORCE hyperparameters.
 
-    :param learning_rate: Adam step size (policy and baseline).
+    :param learning_rate: Adam step size (policy and baseline; initial value when
+        ``anneal_lr``).
+    :param anneal_lr: decay the learning rate linearly to 0 over ``train.total_steps``.
     :param gamma: discount factor γ.
     :param episodes_per_update: complete episodes in each gradient step's batch.
     :param normalize_advantage: standardise G_t − V(s_t) over the batch (lower variance).
@@ -52,7 +54,10 @@ class ReinforceConfig(PolicyConfig):
     :param max_grad_norm: global gradient-norm clip (None: no clipping).
     """
 
-    learning_rate: PositiveFloat = Field(1e-3, description="Adam step size")
+    linear_schedules: ClassVar[dict[str, str]] = {"learning_rate": "anneal_lr"}
+
+    learning_rate: PositiveFloat = Field(1e-3, description="Adam step size (lin_<x>: annealed)")
+    anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount factor")
     episodes_per_update: PositiveInt = Field(8, description="complete episodes per update")
     normalize_advantage: bool = Field(True, description="standardise G_t - V(s_t) per batch")
@@ -129,6 +134,11 @@ class Reinforce(PolicyGradientAgent):
 
     def update(self, episodes: list[dict[str, Any]]) -> dict[str, float]:
         opt, policy = self.opt, self.policy
+        lr = opt.learning_rate
+        if opt.anneal_lr:  # linearly to 0 over the budget, from where training has got to
+            lr *= max(0.0, 1.0 - self.step / self.ctx.budget)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         # G_T: 0 after a termination, V(s_T) after a time-limit truncation
         with torch.no_grad():
             tails = [0.0 if ep["final_obs"] is None else policy.value(ep["final_obs"][None]).item()
@@ -159,7 +169,7 @@ class Reinforce(PolicyGradientAgent):
             torch.nn.utils.clip_grad_norm_(policy.parameters(), opt.max_grad_norm)
         self.optimizer.step()
         return {"train/policy_loss": policy_loss.item(), "train/value_loss": value_loss.item(),
-                "train/entropy": entropy.item(), "train/learning_rate": opt.learning_rate,
+                "train/entropy": entropy.item(), "train/learning_rate": lr,
                 "train/approx_kl": approx_kl(policy, obs, actions, logp.detach()),
                 "train/batch_episodes": len(episodes), "train/batch_steps": len(returns_t)}
 

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import forgelab_cli, run_experiment, user_env, wandb_config, wandb_records
+from conftest import (
+    forgelab_cli,
+    read_metrics,
+    run_experiment,
+    user_env,
+    wandb_config,
+    wandb_records,
+)
 
 import forgelab
 from forgelab.core import runner
@@ -253,6 +260,16 @@ def test_native_agents_read_linear_schedules_like_the_sb3_agents() -> None:
     assert (options.clip_range, options.anneal_clip_range) == (0.2, True)
     a2c = runner.prepare(load_experiment("cartpole-a2c", ["agent.learning_rate=lin_7e-4"]))
     assert (a2c.options.learning_rate, a2c.options.anneal_lr) == (7e-4, True)
+    # REINFORCE too, and its logged learning rate falls linearly with the steps trained
+    run_dir = run_experiment("cartpole-reinforce", "agent.learning_rate=lin_1e-3",
+                             "train.total_steps=2000", "train.eval_every=2000",
+                             "train.eval_episodes=1", "train.log_every=1",
+                             "train.video_every=null", "tracking.mode=disabled")
+    rates = [(row["global_step"], row["train/learning_rate"]) for row in read_metrics(run_dir)
+             if "train/learning_rate" in row]
+    assert len(rates) > 3 and rates[0][1] < 1e-3 and rates[-1][1] < rates[0][1]
+    for step, lr in rates:
+        assert lr == pytest.approx(1e-3 * (1 - step / 2000))
     with pytest.raises(ConfigError, match="anneal_lr is false"):
         runner.prepare(load_experiment("cartpole-ppo", ["agent.learning_rate=lin_1e-3",
                                                         "agent.anneal_lr=false"]))
