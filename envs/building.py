@@ -334,8 +334,8 @@ def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.Ve
 def _in_worker(thunk: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
     """``thunk`` as an async worker's env factory: the worker first takes back SIGTERM's default
     action. A forked worker inherits forgelab's handler (which raises, so that training stops
-    cleanly), and gymnasium terminates its workers when it closes them: every run printed a
-    traceback per worker."""
+    cleanly); multiprocessing terminates workers still alive at exit (and gymnasium those that
+    do not close in time), and each then printed a traceback."""
 
     def make() -> gym.Env:
         import multiprocessing
