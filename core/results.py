@@ -74,6 +74,15 @@ def parse_run_time(text: str | None) -> float | None:
     return None
 
 
+def recorded_seconds(info: dict[str, Any]) -> float | None:
+    """The training seconds a run.json records for its ended sessions: ``seconds`` (summed over
+    sessions), or for a run.json from before that was kept, ``created`` to ``finished``."""
+    if isinstance(info.get("seconds"), int | float):
+        return float(info["seconds"])
+    start, end = parse_run_time(info.get("created")), parse_run_time(info.get("finished"))
+    return max(0.0, end - start) if start is not None and end is not None else None
+
+
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, dict):
         out: dict[str, Any] = {}
@@ -165,11 +174,11 @@ class RunRecord:
         count the time between a stop and its resume). A run still going (or killed outright)
         adds its current session up to the last logged row; a run.json from before the sum
         was recorded counts from creation to the end."""
-        seconds = self.info.get("seconds")
-        ongoing = str(self.info.get("status")) == "running"
-        if isinstance(seconds, int | float) and not ongoing:
-            return float(seconds)
+        recorded = recorded_seconds(self.info)
+        if recorded is not None and str(self.info.get("status")) != "running":
+            return recorded
         last_row = max((r.get("_time") or 0 for r in self.rows), default=0) or None
+        seconds = self.info.get("seconds")
         if isinstance(seconds, int | float):  # an earlier session's sum, plus this one so far
             since = parse_run_time(self.info.get("resumed"))
             return float(seconds) + (max(0.0, last_row - since) if since and last_row else 0.0)

@@ -425,21 +425,10 @@ def _release(component: Any) -> None:
                   file=sys.stderr)
 
 
-def _earlier_seconds(info: dict[str, Any]) -> float:
-    """Training seconds of the sessions before this one (0 for a new run). A run.json from
-    before ``seconds`` was recorded counts its first session from ``created`` to ``finished``;
-    a session killed outright (SIGKILL) records nothing, so it is not counted."""
-    from forgelab.core.results import parse_run_time
-
-    if isinstance(info.get("seconds"), int | float):
-        return float(info["seconds"])
-    start, end = parse_run_time(info.get("created")), parse_run_time(info.get("finished"))
-    return max(0.0, end - start) if start is not None and end is not None else 0.0
-
-
 def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
          show_progress: bool) -> Path:
     from forgelab.core.faults import as_user_error
+    from forgelab.core.results import recorded_seconds
 
     config = run.config
     total = run.family.budget(config)
@@ -536,7 +525,8 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         # summed over sessions (the gaps between a stop and a resume are not the run's).
         info.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     step=int(getattr(component, "step", 0) or 0),
-                    seconds=round(_earlier_seconds(info) + time.monotonic() - session_start, 1))
+                    seconds=round((recorded_seconds(info) or 0.0)  # earlier sessions
+                                  + time.monotonic() - session_start, 1))
         _record_status(run_dir / RUN_INFO, info)
         try:
             ctx.tracker.finish(exit_code=exit_code)

@@ -97,14 +97,19 @@ def test_configured_env_trains_end_to_end_from_the_cli(tmp_path):
     assert evals and evals[-1]["eval/return_mean"] == -6.0  # eval envs keep the raw reward
 
 
+# A tiny run on two async workers (its agent's own options follow).
+ASYNC_RUN = ["env.vectorization=async", "env.num_envs=2", "train.total_steps=128",
+             "train.eval_every=128", "train.eval_episodes=1", "train.video_every=null",
+             "tracking.mode=disabled"]
+TINY = {"ppo": ["agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=1"],
+        "dqn": ["agent.learning_starts=32", "agent.train_freq=32"]}
+
+
 def test_async_workers_left_to_the_end_of_a_run_exit_quietly(tmp_path):
-    # PPO leaves its async envs open when training ends; multiprocessing terminates the
-    # workers at exit, and a worker that kept forgelab's SIGTERM handler printed a traceback.
-    result = forgelab_cli("run", "cartpole-ppo", "env.vectorization=async", "env.num_envs=2",
-                          "agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=1",
-                          "train.total_steps=128", "train.eval_every=128",
-                          "train.eval_episodes=1", "train.video_every=null",
-                          "tracking.mode=disabled", f"output_dir={tmp_path}", "--no-progress")
+    # A worker still alive at exit is terminated by multiprocessing; one that kept forgelab's
+    # SIGTERM handler printed a traceback.
+    result = forgelab_cli("run", "cartpole-ppo", *ASYNC_RUN, *TINY["ppo"],
+                          f"output_dir={tmp_path}", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
 
@@ -115,15 +120,10 @@ def test_a_run_closes_its_async_workers_when_it_ends(agent):
     # its last checkpoint took their state, not at garbage collection or interpreter exit.
     # The garbage collector is off, so only the run itself can have closed them (the agent
     # sits in reference cycles that only a collection would free).
-    options = (["agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=1"] if agent == "ppo"
-               else ["agent.learning_starts=32", "agent.train_freq=32"])
     gc.collect()
     gc.disable()
     try:
-        run_dir = run_experiment(f"cartpole-{agent}", "env.vectorization=async",
-                                 "env.num_envs=2", *options, "train.total_steps=128",
-                                 "train.eval_every=128", "train.eval_episodes=1",
-                                 "train.video_every=null", "tracking.mode=disabled")
+        run_dir = run_experiment(f"cartpole-{agent}", *ASYNC_RUN, *TINY[agent])
         assert not multiprocessing.active_children()
     finally:
         gc.enable()
