@@ -396,7 +396,20 @@ COMMANDS = {"plugins": cmd_plugins, "list": cmd_list, "run": cmd_run, "eval": cm
             "sweep": cmd_sweep, **REPORT_COMMANDS}  # report, compare, runs
 
 
+_HANDLER_PID: int | None = None  # the process that installed _terminate
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM as an exception, in the process that installed this handler. A process forked
+    from it (an async env worker, a plugin's own) inherits the handler; there SIGTERM keeps its
+    default action, so the child ends quietly instead of raising wherever it was, with a
+    traceback (multiprocessing terminates workers still alive at exit)."""
+    import signal
+
+    if os.getpid() != _HANDLER_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     from forgelab.core.errors import Terminated
 
     raise Terminated(signum)
@@ -406,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     import signal
 
+    global _HANDLER_PID
     previous = None
     try:  # SIGTERM before training starts: the same clean-up as Ctrl-C, exit code 143
+        _HANDLER_PID = os.getpid()
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (main() called from a library)
         pass

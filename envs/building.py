@@ -325,27 +325,8 @@ def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.Ve
     def thunk() -> gym.Env:
         return make_env(spec, render_mode=render_mode)
 
-    if spec.vectorization == "async":
-        return gym.vector.AsyncVectorEnv([_in_worker(thunk)] * spec.num_envs,
-                                         autoreset_mode=AutoresetMode.SAME_STEP)
-    return SameStepSyncVectorEnv([thunk] * spec.num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def _in_worker(thunk: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
-    """``thunk`` as an async worker's env factory: the worker first takes back SIGTERM's default
-    action. A forked worker inherits forgelab's handler (which raises, so that training stops
-    cleanly); multiprocessing terminates workers still alive at exit (and gymnasium those that
-    do not close in time), and each then printed a traceback."""
-
-    def make() -> gym.Env:
-        import multiprocessing
-        import signal
-
-        if multiprocessing.parent_process() is not None:  # in the worker, never in the runner
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        return thunk()
-
-    return make
+    cls = gym.vector.AsyncVectorEnv if spec.vectorization == "async" else SameStepSyncVectorEnv
+    return cls([thunk] * spec.num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 class SameStepSyncVectorEnv(gym.vector.SyncVectorEnv):

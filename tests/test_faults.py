@@ -7,6 +7,7 @@ in-process (``cli.main``) elsewhere, to keep the module fast."""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import signal
@@ -214,6 +215,31 @@ def test_sigterm_while_the_cli_loads_is_exit_143_without_a_traceback(monkeypatch
     except KeyboardInterrupt:  # would end the test session, not fail this test
         pytest.fail("the CLI let the signal's exception through (a traceback, exit code 1)")
     assert code == 143 and err.strip() == "interrupted"
+
+
+def _pause_until_signalled(ready) -> None:
+    ready.set()
+    signal.pause()  # not timing anything: waits for the test's SIGTERM
+
+
+def test_a_process_forked_from_the_cli_ends_quietly_on_sigterm(monkeypatch) -> None:
+    # An async env worker (or a plugin's own child) forked while the CLI's SIGTERM handler is
+    # installed inherits it: there SIGTERM must kill quietly, not raise with a traceback.
+    import multiprocessing
+
+    monkeypatch.setattr(cli, "_HANDLER_PID", os.getpid())
+    previous = signal.signal(signal.SIGTERM, cli._terminate)
+    try:
+        context = multiprocessing.get_context("fork")
+        ready = context.Event()
+        child = context.Process(target=_pause_until_signalled, args=(ready,))
+        child.start()
+        assert ready.wait(60)
+        child.terminate()  # SIGTERM
+        child.join(60)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert child.exitcode == -signal.SIGTERM  # killed by the signal (1: the handler raised)
 
 
 def test_sigterm_during_a_long_evaluation_stops_it(tmp_path: Path) -> None:
