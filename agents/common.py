@@ -422,11 +422,6 @@ class PolicyGradientAgent:
         clipped = np.clip(actions, self.low, self.high)
         return clipped.reshape((len(actions), *self.action_space.shape))
 
-    def eval_policy(self, obs: np.ndarray) -> Any:
-        """Deterministic action for one observation, with frozen normalisation statistics."""
-        action = self.env_action(self.policy.greedy(self.obs_tensor(np.asarray(obs)[None])))[0]
-        return int(action) if self.policy.discrete else action
-
     def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations: the greedy action (argmax or Gaussian mean),
         or one sampled from π(·|s); for ``forgelab.load`` and ``forgelab eval --stochastic``."""
@@ -517,11 +512,11 @@ class PolicyGradientAgent:
 
     def periodic_evaluation(self, video: bool) -> dict[str, float]:
         """The training loop's scheduled evaluation: deterministic episodes, ``eval/*``."""
-        return self.evaluator.evaluate(self.eval_policy, self.step, video)
+        return self.evaluator.evaluate(self.actions, self.step, video, batched=True)
 
     def evaluate(self) -> dict[str, float]:
         """``forgelab eval``: one evaluation now, with a video."""
-        return self.evaluator.evaluate(self.eval_policy, self.step, video=True)
+        return self.evaluator.evaluate(self.actions, self.step, video=True, batched=True)
 
     # -------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

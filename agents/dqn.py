@@ -402,10 +402,6 @@ class DQN:
             return random_actions  # skip the forward pass
         return np.where(explore, random_actions, self.greedy(obs))
 
-    def predict(self, obs: np.ndarray) -> int:
-        """The deterministic (greedy) action for one observation; used for evaluation."""
-        return int(self.greedy(obs[None])[0])
-
     def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of observations: greedy, or ε-greedy with the final ε
         (``exploration_final_eps``) when not ``deterministic``, as SB3's ``predict`` does."""
@@ -544,11 +540,11 @@ class DQN:
 
     def periodic_evaluation(self, video: bool) -> dict[str, float]:
         """The training loop's scheduled evaluation: greedy episodes, ``eval/*``."""
-        return self.evaluator.evaluate(self.predict, self.step, video)
+        return self.evaluator.evaluate(self.actions, self.step, video, batched=True)
 
     def evaluate(self) -> dict[str, float]:
         """``forgelab eval``: one evaluation now, with a video."""
-        return self.evaluator.evaluate(self.predict, self.step, video=True)
+        return self.evaluator.evaluate(self.actions, self.step, video=True, batched=True)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

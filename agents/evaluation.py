@@ -9,7 +9,7 @@ the component's ``periodic_evaluation(video)``; an agent answers it with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from forgelab.core.tracking import Tracker
 
 Policy = Callable[[np.ndarray], Any]  # one observation -> one action
+BatchPolicy = Callable[[np.ndarray], Any]  # observations (B, ...) -> their B actions
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EpisodeResults:
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    videos: list[np.ndarray] = field(default_factory=list)  # (frames, H, W, C) per recorded episode
+    videos: list[list[np.ndarray]] = field(default_factory=list)  # frames of each recorded one
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         returns = np.asarray(self.returns, dtype=np.float64)
@@ -43,6 +44,7 @@ class EpisodeResults:
 
 
 MAX_EPISODE_STEPS = 100_000  # an env without a time limit must not hang an evaluation
+MAX_EVAL_ENVS = 16  # envs a batched evaluation plays at once
 
 
 def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record: int = 0,
@@ -78,15 +80,69 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record:
         results.returns.append(total)
         results.lengths.append(length)
         if frames is not None:
-            results.videos.append(np.stack(frames))
+            results.videos.append(frames)
     return results
 
 
-def act_one(act: Callable[..., Any], obs: Any, deterministic: bool) -> Any:
-    """One action from a batch-of-one ``act(obs_batch, deterministic=...)`` call, as the env
-    accepts it."""
-    action = np.asarray(act(np.asarray(obs)[None], deterministic=deterministic))[0]
-    return action.item() if action.ndim == 0 else action
+def run_episodes_batched(envs: Sequence[gym.Env], policy: BatchPolicy, episodes: int, seed: int,
+                         record: int = 0, max_frames: int = 1000,
+                         should_stop: Callable[[], bool] | None = None,
+                         max_steps: int = MAX_EPISODE_STEPS) -> EpisodeResults:
+    """The episodes of :func:`run_episodes` (episode ``i`` reset with ``seed + i``, the first
+    ``record`` recorded), played ``len(envs)`` at a time with one ``policy`` call per step for
+    all of them.
+
+    Why: with the small networks of CartPole-sized tasks a batch-of-one policy call costs more
+    than the env step, and an evaluation every few thousand steps costs as much as the training
+    between them. An env whose episode ends starts the next unplayed one; an episode depends only
+    on its seed and the policy, so a deterministic policy scores every episode as
+    :func:`run_episodes` does (up to float ties between actions). The results are in episode
+    order; when ``should_stop`` ends the play early they hold the episodes finished so far.
+    """
+    width = min(len(envs), episodes)
+    results: dict[int, tuple[float, int, list[np.ndarray] | None]] = {}
+    playing = [-1] * width  # the episode each env plays (-1: none left)
+    obs: list[Any] = [None] * width
+    totals, lengths = [0.0] * width, [0] * width
+    frames: list[list[np.ndarray] | None] = [None] * width
+    upcoming = iter(range(episodes))
+
+    def start(slot: int) -> None:
+        episode = playing[slot] = next(upcoming, -1)
+        if episode < 0:
+            return
+        env = envs[slot]
+        obs[slot], _ = env.reset(seed=seed + episode)
+        totals[slot], lengths[slot] = 0.0, 0
+        frames[slot] = [np.asarray(env.render())] if episode < record else None
+
+    for slot in range(width):
+        start(slot)
+    while True:
+        active = [slot for slot in range(width) if playing[slot] >= 0]
+        if not active or (should_stop is not None and should_stop()):
+            break
+        actions = policy(np.stack([obs[slot] for slot in active]))
+        for slot, action in zip(active, actions, strict=True):
+            env = envs[slot]
+            obs[slot], reward, terminated, truncated, _ = env.step(
+                action.item() if np.ndim(action) == 0 else action)
+            totals[slot] += float(reward)
+            lengths[slot] += 1
+            kept = frames[slot]
+            if kept is not None and len(kept) < max_frames:
+                kept.append(np.asarray(env.render()))
+            if terminated or truncated or lengths[slot] >= max_steps:
+                results[playing[slot]] = (totals[slot], lengths[slot], kept)
+                start(slot)
+    played = EpisodeResults()
+    for episode in sorted(results):
+        total, length, video = results[episode]
+        played.returns.append(total)
+        played.lengths.append(length)
+        if video is not None:
+            played.videos.append(video)
+    return played
 
 
 def render_fps(env: gym.Env) -> int:
@@ -98,20 +154,24 @@ class PolicyEvaluator:
     """Evaluates a policy over the same seeded episodes each time, logs ``eval/*`` and, when
     asked, the first episode as ``rollout/video``.
 
-    :param make_env: builds the evaluation env (with ``render_mode="rgb_array"`` for videos);
-        called on the first evaluation.
+    :param make_env: builds an evaluation env (with ``render_mode="rgb_array"`` for videos);
+        called on the first evaluation, once per env played at a time.
     :param tracker: where ``eval/*`` and the video are logged.
     :param episodes: episodes per evaluation (``train.eval_episodes``).
     :param seed: episode ``i`` is reset with ``seed + i`` (the run's evaluation seed): the same
         seeds at every evaluation make successive numbers comparable.
     :param should_stop: Ctrl-C / SIGTERM: stop part-way (the partial result is not logged).
+    :param max_envs: how many envs a batched evaluation plays at once (each holds a copy of
+        the game).
     """
 
     def __init__(self, make_env: Callable[[], gym.Env], tracker: Tracker, episodes: int,
-                 seed: int, should_stop: Callable[[], bool] | None = None) -> None:
+                 seed: int, should_stop: Callable[[], bool] | None = None,
+                 max_envs: int = MAX_EVAL_ENVS) -> None:
         self.make_env, self.tracker = make_env, tracker
         self.episodes, self.seed, self.should_stop = episodes, seed, should_stop
-        self._env: gym.Env | None = None
+        self.max_envs = max(1, max_envs)
+        self._envs: list[gym.Env] = []
 
     @classmethod
     def for_run(cls, ctx: RunContext) -> PolicyEvaluator:
@@ -120,16 +180,33 @@ class PolicyEvaluator:
         return cls(lambda: inputs.make_eval_env(render_mode="rgb_array"), ctx.tracker,
                    ctx.train.eval_episodes, inputs.eval_seed, lambda: ctx.stop_requested)
 
+    def envs(self, count: int) -> list[gym.Env]:
+        """The first ``count`` evaluation envs, built when first needed and then kept."""
+        while len(self._envs) < count:
+            self._envs.append(self.make_env())
+        return self._envs[:count]
+
     @property
     def env(self) -> gym.Env:
-        if self._env is None:
-            self._env = self.make_env()
-        return self._env
+        """The first evaluation env (the one a batch-of-one policy plays)."""
+        return self.envs(1)[0]
 
-    def evaluate(self, policy: Policy, step: int, video: bool = False) -> dict[str, float]:
-        """Evaluate now, log ``eval/*`` (and the video) at ``step`` and return the metrics."""
-        results = run_episodes(self.env, policy, self.episodes, seed=self.seed,
-                               record=int(video), should_stop=self.should_stop)
+    def evaluate(self, policy: Policy | BatchPolicy, step: int, video: bool = False, *,
+                 batched: bool = False) -> dict[str, float]:
+        """Evaluate now, log ``eval/*`` (and the video) at ``step`` and return the metrics.
+
+        :param policy: one observation → one action; with ``batched``, a batch of
+            observations → their actions (an agent's ``actions(obs)``), and up to ``max_envs``
+            episodes are played at once (:func:`run_episodes_batched`: the same episodes, fewer
+            policy calls).
+        """
+        if batched:
+            results = run_episodes_batched(
+                self.envs(min(self.episodes, self.max_envs)), policy, self.episodes,
+                seed=self.seed, record=int(video), should_stop=self.should_stop)
+        else:
+            results = run_episodes(self.env, policy, self.episodes, seed=self.seed,
+                                   record=int(video), should_stop=self.should_stop)
         if len(results.returns) < self.episodes:
             # Stopped part-way (Ctrl-C / SIGTERM): a partial evaluation is neither logged nor
             # compared with the best one.
@@ -143,6 +220,6 @@ class PolicyEvaluator:
         return metrics
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        envs, self._envs = self._envs, []
+        for env in envs:
+            env.close()

@@ -80,7 +80,7 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
     the evaluation seeds with the agent's ``actions()``, record the first ``videos`` (default
     1), and log them at ``step`` (``eval/*``, ``rollout/video``). Returns the metrics, with the
     written videos' paths under ``videos``. An agent without ``actions()`` evaluates itself."""
-    from forgelab.agents.evaluation import act_one, render_fps, run_episodes
+    from forgelab.agents.evaluation import MAX_EVAL_ENVS, render_fps, run_episodes_batched
     from forgelab.core.errors import ForgelabError
 
     act = getattr(component, "actions", None)
@@ -96,13 +96,17 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
         return component.evaluate()
     episodes = episodes or ctx.config.train.eval_episodes
     videos = 1 if videos is None else videos
-    env = ctx.inputs.make_eval_env(render_mode="rgb_array" if videos else None)
+    envs = []
     try:
-        result = run_episodes(env, lambda obs: act_one(act, obs, not stochastic), episodes,
-                              seed=ctx.inputs.eval_seed, record=videos, max_frames=PLAYED_FRAMES)
-        fps = render_fps(env)
+        for _ in range(min(episodes, MAX_EVAL_ENVS)):
+            envs.append(ctx.inputs.make_eval_env(render_mode="rgb_array" if videos else None))
+        result = run_episodes_batched(envs, lambda obs: act(obs, deterministic=not stochastic),
+                                      episodes, seed=ctx.inputs.eval_seed, record=videos,
+                                      max_frames=PLAYED_FRAMES)
+        fps = render_fps(envs[0])
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     metrics: dict[str, Any] = result.metrics("eval")
     ctx.tracker.log(metrics, global_step=step)
     paths = [str(ctx.tracker.log_video("rollout/video", frames, fps=fps,

@@ -333,11 +333,6 @@ class SB3Agent:
     def off_policy(self) -> bool:
         return isinstance(self.model, OffPolicyAlgorithm)
 
-    def act_deterministic(self, obs: np.ndarray) -> Any:
-        """The policy's deterministic action for one observation (used for evaluation)."""
-        action, _ = self.model.predict(obs, deterministic=True)
-        return action
-
     def actions(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of observations (SB3's ``predict``)."""
         action, _ = self.model.predict(obs, deterministic=deterministic)
@@ -378,11 +373,11 @@ class SB3Agent:
 
     def periodic_evaluation(self, video: bool) -> dict[str, float]:
         """The training loop's scheduled evaluation: deterministic episodes, ``eval/*``."""
-        return self.evaluator.evaluate(self.act_deterministic, self.step, video)
+        return self.evaluator.evaluate(self.actions, self.step, video, batched=True)
 
     def evaluate(self) -> dict[str, float]:
         """``forgelab eval``: one evaluation now, with a video."""
-        return self.evaluator.evaluate(self.act_deterministic, self.step, video=True)
+        return self.evaluator.evaluate(self.actions, self.step, video=True, batched=True)
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

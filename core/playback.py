@@ -152,27 +152,17 @@ def watch(run_dir: Path, which: str = "best", episodes: int = 1, stochastic: boo
         policy.close()
     if window:
         return returns, None
-    import numpy as np
-
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(run_dir) / "videos" / f"watch-{policy.checkpoint.name}-{stamp}.mp4"
-    return returns, write_mp4(Path(out), np.concatenate(videos), fps)
+    return returns, write_mp4(Path(out), [frame for video in videos for frame in video], fps)
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
-    """Frames (T, H, W, C) as an H.264 MP4 (imageio-ffmpeg)."""
-    import imageio.v2 as imageio
-    import numpy as np
-
-    from forgelab.core.tracking import to_uint8_frames
+def write_mp4(path: Path, frames: np.ndarray | list[np.ndarray], fps: int) -> Path:
+    """Frames (T, H, W, C), as an array or a list, as an H.264 MP4 (imageio-ffmpeg)."""
+    from forgelab.core.tracking import write_frames_mp4
 
     if path.suffix.lower() != ".mp4":
         raise ForgelabError(f"cannot write a video to {path.name}: use a .mp4 file")
-    pixels = to_uint8_frames(frames)
-    pad_h, pad_w = pixels.shape[1] % 2, pixels.shape[2] % 2  # H.264 wants even sizes
-    if pad_h or pad_w:
-        pixels = np.pad(pixels, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, list(pixels), fps=fps, macro_block_size=1)
-    return path
+    return write_frames_mp4(path, frames, fps)

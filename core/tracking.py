@@ -123,6 +123,31 @@ def to_uint8_frames(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
     return array
 
 
+def write_frames_mp4(path: Path, frames: np.ndarray | Iterable[np.ndarray], fps: int) -> Path:
+    """Frames ((T, H, W, C) or (T, C, H, W), uint8 or floats in [0, 1]) as an H.264 MP4.
+
+    Frames given one by one (a recorded episode: a list of ``env.render()`` arrays) are
+    converted and written one at a time: stacking an episode of CartPole's 400x600 frames into
+    one array copies 300 MB and takes longer than encoding it. H.264 wants even sizes: an odd
+    height or width is padded by one pixel rather than resampled.
+    """
+    import imageio.v2 as imageio
+
+    if isinstance(frames, np.ndarray):
+        frames = to_uint8_frames(frames)
+    # x264 "veryfast": a third less encoding time than its default, and no larger on these frames
+    with imageio.get_writer(path, fps=fps, macro_block_size=1,
+                            ffmpeg_params=["-preset", "veryfast"]) as writer:
+        for frame in frames:
+            if not (frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[-1] == 3):
+                frame = to_uint8_image(frame)
+            pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+            if pad_h or pad_w:
+                frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            writer.append_data(frame)
+    return path
+
+
 def to_uint8_image(image: np.ndarray) -> np.ndarray:
     """An image as (H, W, C) uint8 ((C, H, W) and floats in [0, 1] accepted)."""
     return to_uint8_frames(np.asarray(image)[None] if np.asarray(image).ndim == 3 else
@@ -244,16 +269,9 @@ class Tracker:
 
     def log_video(self, key: str, frames: np.ndarray | Iterable[np.ndarray], fps: int = 30,
                   caption: str | None = None, **axes: int) -> Path:
-        """Log a video from frames (T, H, W, C) or (T, C, H, W); saved as MP4 too."""
-        import imageio.v2 as imageio
-
-        pixels = to_uint8_frames(frames)
-        # H.264 wants even sizes; pad by one pixel rather than resample.
-        pad_h, pad_w = pixels.shape[1] % 2, pixels.shape[2] % 2
-        if pad_h or pad_w:
-            pixels = np.pad(pixels, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        path = self._media_path(key, ".mp4", axes)
-        imageio.mimwrite(path, list(pixels), fps=fps, macro_block_size=1)
+        """Log a video from frames (T, H, W, C) or (T, C, H, W), as one array or one frame at a
+        time; saved as MP4 too (:func:`write_frames_mp4`)."""
+        path = write_frames_mp4(self._media_path(key, ".mp4", axes), frames, fps)
         self._write_jsonl({key: str(path.relative_to(self.run_dir)), **axes})
         if self._run is not None:
             self._run.log({key: self._wandb.Video(str(path), format="mp4", caption=caption),

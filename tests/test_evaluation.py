@@ -1,0 +1,85 @@
+"""Batched evaluation plays the same episodes as one-at-a-time evaluation: same seeds, same
+returns, lengths and frames, in episode order; fewer policy calls; and a stop part-way keeps
+only finished episodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from forgelab.agents.evaluation import PolicyEvaluator, run_episodes, run_episodes_batched
+from forgelab.core.tracking import Tracker
+
+# A fixed linear policy that keeps CartPole up for a while, a different while in every episode,
+# so envs finish at different steps and start the next episode at different times.
+WEIGHTS = np.array([0.0, 0.0, 1.0, 0.0])  # pole angle only: 25-56 steps
+
+
+def one(obs: np.ndarray) -> int:
+    return int(obs @ WEIGHTS > 0)
+
+
+class Batches:
+    """The batch version of :func:`one`, counting calls and batch sizes."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.sizes.append(len(obs))
+        return (obs @ WEIGHTS > 0).astype(np.int64)
+
+
+def cartpoles(n: int) -> list[gym.Env]:
+    return [gym.make("CartPole-v1", render_mode="rgb_array") for _ in range(n)]
+
+
+def test_batched_episodes_equal_one_at_a_time_ones() -> None:
+    [single] = cartpoles(1)
+    expected = run_episodes(single, one, 7, seed=100, record=2, max_frames=30)
+    assert len(set(expected.lengths)) > 2  # the episodes differ, or the test proves little
+    envs = cartpoles(3)  # fewer envs than episodes: envs are reused for later episodes
+    policy = Batches()
+    got = run_episodes_batched(envs, policy, 7, seed=100, record=2, max_frames=30)
+    assert got.returns == expected.returns
+    assert got.lengths == expected.lengths
+    assert len(got.videos) == 2
+    for frames, want in zip(got.videos, expected.videos, strict=True):
+        assert len(frames) == len(want) == 30  # max_frames
+        assert np.array_equal(np.stack(frames), np.stack(want))
+    # One call per step for all playing envs: the longest chain of episodes, not their sum.
+    assert len(policy.sizes) < sum(expected.lengths) / 2
+    assert max(policy.sizes) == 3 and sum(policy.sizes) == sum(expected.lengths)
+
+
+def test_batched_play_stopped_part_way_keeps_finished_episodes() -> None:
+    policy = Batches()
+    [single] = cartpoles(1)
+    expected = run_episodes(single, one, 6, seed=7)
+    shortest = min(expected.lengths)
+    got = run_episodes_batched(cartpoles(6), policy, 6, seed=7,
+                               should_stop=lambda: len(policy.sizes) >= shortest)
+    finished = [i for i, length in enumerate(expected.lengths) if length <= shortest]
+    assert got.lengths == [expected.lengths[i] for i in finished]
+    assert got.returns == [expected.returns[i] for i in finished]
+
+
+def test_evaluator_batched_and_one_at_a_time_log_the_same_metrics(tmp_path: Path) -> None:
+    tracker = Tracker(tmp_path, mode="disabled", run_id="x")
+    made: list[gym.Env] = []
+
+    def make() -> gym.Env:
+        made.append(gym.make("CartPole-v1", render_mode="rgb_array"))
+        return made[-1]
+
+    evaluator = PolicyEvaluator(make, tracker, episodes=5, seed=3, max_envs=4)
+    batched = evaluator.evaluate(Batches(), step=10, batched=True)
+    assert len(made) == 4  # at most max_envs envs, kept for the next evaluation
+    evaluator.evaluate(Batches(), step=20, batched=True)
+    assert len(made) == 4
+    assert evaluator.evaluate(one, step=30) == batched
+    evaluator.close()
+    tracker.finish()
+    assert all(env.unwrapped.screen is None for env in made)  # closed: pygame freed
