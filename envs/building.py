@@ -256,6 +256,7 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, for_eval: bool = Fal
     # Validate all wrapper names and options before building anything.
     for index, wrapper in enumerate(spec.wrappers):
         _wrapper_options(wrapper, index)
+    sticky = _python_sticky_actions(spec.id, kwargs)
     try:
         env = gym.make(spec.id, **kwargs)
     except TypeError as exc:
@@ -264,6 +265,8 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, for_eval: bool = Fal
         raise ConfigError(f"env.kwargs for {spec.id!r}: {exc}") from None
     except gym.error.Error as exc:
         raise ConfigError(f"env {spec.id!r}: {exc}") from None
+    if sticky:
+        env = gym.wrappers.StickyAction(env, repeat_action_probability=sticky)
     # A time limit goes *below* the episode statistics: otherwise the statistics would never
     # see the truncation and no episode would be reported. Everything else goes above them.
     wrappers = list(enumerate(spec.wrappers))
@@ -276,6 +279,26 @@ def make_env(spec: EnvSpec, render_mode: str | None = None, for_eval: bool = Fal
             continue
         env = _apply_wrapper(env, wrapper, index)
     return env
+
+
+def _python_sticky_actions(env_id: str, kwargs: dict[str, Any]) -> float:
+    """For an ALE game stepped one frame at a time (``frameskip: 1``, as forgelab's Atari
+    experiments are), take its sticky actions (Machado et al. 2018; ``repeat_action_probability``,
+    0.25 in v5) out of the emulator: set them to 0 in ``kwargs`` and return the probability, for
+    gymnasium's ``StickyAction`` wrapper right on top of the game. The game plays the same way
+    (each frame repeats the previous frame's action with that probability), but the repeated
+    action and the draws are then Python state that env snapshots save: ALE's saved state lacks
+    the last action, so a resumed run with ALE's own sticky actions diverges. Returns 0 (and
+    leaves ``kwargs`` alone) for anything else: with ALE's frame skipping on, the wrapper would
+    repeat whole agent steps instead."""
+    if not env_id.startswith("ALE/"):
+        return 0.0
+    settings = {**gym.registry[env_id].kwargs, **kwargs}
+    probability = float(settings.get("repeat_action_probability", 0.0))
+    if settings.get("frameskip") != 1 or not 0.0 < probability < 1.0:
+        return 0.0
+    kwargs["repeat_action_probability"] = 0.0
+    return probability
 
 
 def check_env_spec(spec: EnvSpec) -> tuple[gym.Space, gym.Space]:

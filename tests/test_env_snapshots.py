@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,7 @@ from test_agent_dqn import dqn_config
 
 from forgelab.agents.experiment import EnvSpec
 from forgelab.core import runner
-from forgelab.envs.building import make_vec_env
+from forgelab.envs.building import make_env, make_vec_env
 from forgelab.envs.snapshots import restore_env, snapshot_env
 
 ENVS = {
@@ -28,12 +29,15 @@ ENVS = {
     "cartpole-frame-stack": {"id": "CartPole-v1", "num_envs": 2,
                              "wrappers": [{"name": "frame_stack", "stack_size": 3}]},
     "ale-pong": {"id": "ALE/Pong-v5", "num_envs": 1,
-                 # as pong-dqn: ALE's own sticky actions off (ALE's state does not hold the
-                 # last action they repeat, so with them on the resumed game diverges)
+                 # as pong-dqn: sticky actions off
                  "kwargs": {"frameskip": 1, "repeat_action_probability": 0.0},
                  "wrappers": [{"name": "atari_preprocessing", "noop_max": 30, "frame_skip": 4,
                                "screen_size": 84},
                               {"name": "frame_stack", "stack_size": 4}]},
+    # v5's default sticky actions (0.25 per frame), which forgelab moves out of the emulator
+    "ale-breakout-sticky": {"id": "ALE/Breakout-v5", "num_envs": 2, "kwargs": {"frameskip": 1},
+                            "wrappers": [{"name": "atari_preprocessing", "frame_skip": 4,
+                                          "screen_size": 84}]},
 }
 
 
@@ -81,3 +85,21 @@ def test_minatar_dqn_stopped_and_resumed_ends_with_identical_parameters() -> Non
     for name in a["q_net"]:
         assert torch.equal(a["q_net"][name], b["q_net"][name]), f"q_net.{name} differs"
     assert torch.equal(a["obs"], b["obs"])
+
+
+def test_ale_sticky_actions_move_out_of_the_emulator_at_frameskip_1() -> None:
+    """ALE's saved state lacks the action its sticky actions repeat: with frameskip 1 the
+    same per-frame stickiness is a StickyAction wrapper (resumable); with ALE's own frame
+    skipping, a wrapper would repeat whole agent steps, so ALE keeps them."""
+    per_frame = make_env(EnvSpec(id="ALE/Breakout-v5", kwargs={"frameskip": 1}))
+    skipping = make_env(EnvSpec(id="ALE/Breakout-v5"))
+    try:
+        sticky = per_frame.env
+        assert isinstance(sticky, gym.wrappers.StickyAction)
+        assert sticky.repeat_action_probability == 0.25  # v5's default
+        assert per_frame.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+        assert skipping.unwrapped.ale.getFloat("repeat_action_probability") == 0.25
+        assert not isinstance(skipping.env, gym.wrappers.StickyAction)
+    finally:
+        per_frame.close()
+        skipping.close()
