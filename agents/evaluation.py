@@ -126,7 +126,7 @@ def run_episodes_batched(envs: Sequence[gym.Env], policy: BatchPolicy, episodes:
         for slot, action in zip(active, actions, strict=True):
             env = envs[slot]
             obs[slot], reward, terminated, truncated, _ = env.step(
-                action.item() if np.ndim(action) == 0 else action)
+                np.asarray(action).item() if np.ndim(action) == 0 else action)
             totals[slot] += float(reward)
             lengths[slot] += 1
             kept = frames[slot]

@@ -13,7 +13,8 @@ Every loop (native agents, generative models, the SB3 callback) reports its prog
 5. move the progress bar.
 
 The component never calls the checkpoint manager or the evaluator schedule itself. The loop's
-own state (best value, evaluations, the step of the last one) is saved in every checkpoint.
+own state (best value, evaluations, the step of the last one, and an evaluation that Ctrl-C or
+SIGTERM cut short, which the resumed run makes first) is saved in every checkpoint.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class TrainingLoop:
         self.best: float | None = None
         self.evaluations = 0
         self.last_eval_step = -1
+        self.unfinished: tuple[int, bool] | None = None  # (step, video) of a cut evaluation
         self.last_step = 0
         self._clock = (0, time.perf_counter(), 0.0)  # (step, wall time, seconds evaluating)
         self._next_mark = 0  # the first step at which an evaluation or checkpoint can be due
@@ -56,6 +58,19 @@ class TrainingLoop:
         """Called by the runner before ``fit``: marks are counted from ``step``."""
         self.last_step = step
         self._clock = (step, time.perf_counter(), 0.0)
+
+    def finish_unfinished(self, component: Any) -> None:
+        """Called by the runner on resume, before ``fit``: the evaluation a stop cut short runs
+        now, at the step it was due. The checkpoint was saved when the run stopped, right
+        after that update, so the component is as it was then and the evaluation is the one
+        an uninterrupted run makes (a cut final evaluation would otherwise never run: ``fit``
+        has nothing left to train)."""
+        if self.unfinished is None:
+            return
+        step, video = self.unfinished
+        self.unfinished = None
+        if step == int(getattr(component, "step", -1)):
+            self.evaluate(component, step, video)
         self._next_mark = self._first_mark_after(step)
 
     def _first_mark_after(self, step: int) -> int:
@@ -124,9 +139,13 @@ class TrainingLoop:
         """Run ``component.periodic_evaluation(video)`` now and keep ``best`` when it improved."""
         tic = time.perf_counter()
         metrics = component.periodic_evaluation(video)
-        self.last_eval_step = step
         key = getattr(component, "best_metric", self.family.best_metric)
         value = metrics.get(key) if key is not None else None
+        if value is None and key is not None and self.ctx.stop_requested:
+            self.unfinished = (step, video)  # Ctrl-C / SIGTERM cut it: redone on resume
+        else:
+            self.unfinished = None
+            self.last_eval_step = step
         if value is not None:  # a partial evaluation (stopped part-way) has no value
             self.evaluations += 1
             value = float(value)
@@ -148,11 +167,17 @@ class TrainingLoop:
 
     # -------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "evaluations": self.evaluations,
-                "last_eval_step": self.last_eval_step}
+        state: dict[str, Any] = {"best": self.best, "evaluations": self.evaluations,
+                                 "last_eval_step": self.last_eval_step}
+        if self.unfinished is not None:
+            state["unfinished_eval"] = list(self.unfinished)
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         best = state.get("best")
         self.best = None if best is None else float(best)
         self.evaluations = int(state.get("evaluations", 0))
         self.last_eval_step = int(state.get("last_eval_step", -1))
+        unfinished = state.get("unfinished_eval")
+        self.unfinished = None if unfinished is None else (int(unfinished[0]),
+                                                           bool(unfinished[1]))

@@ -141,6 +141,45 @@ def test_resume_keeps_the_schedule_and_the_best_so_far() -> None:
     assert loop == {"best": 3.0, "evaluations": 6, "last_eval_step": 60}
 
 
+
+class CutShort(Scripted):
+    """Scripted, but Ctrl-C arrives during the evaluations at ``CUT_AT`` in the first run: they
+    return what a stopped PolicyEvaluator returns (no return_mean, nothing logged)."""
+
+    CUT_AT: ClassVar[set[int]] = set()
+
+    def periodic_evaluation(self, video: bool) -> dict[str, float]:
+        if self.step in self.CUT_AT and not self.ctx.resumed:
+            self.ctx.request_stop()
+            return {"eval/episodes": 0}
+        return super().periodic_evaluation(video)
+
+
+@pytest.mark.parametrize("cut_at", [20, 40])  # a scheduled evaluation; the final one
+def test_an_evaluation_cut_by_a_stop_runs_first_on_resume(cut_at: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped during its evaluation, a run keeps it due: the resumed run evaluates at that
+    step before training on, so its evaluations (and best) are an uninterrupted run's."""
+    monkeypatch.setattr(CutShort, "CUT_AT", {cut_at})
+    host = _host()
+    plugin = types.ModuleType("cut_plugin")
+    plugin.register_agents = hookimpl(lambda register: register("cut", CutShort))
+    host.add_plugin(plugin, "cut")
+    config = validate_experiment({"agent": "cut", "env": "CartPole-v1", "tracking": {
+        "mode": "disabled"}, "train": {"total_steps": 40, "eval_every": 10}})
+    run_dir = runner.train(config, host=host, show_progress=False)
+    step, loop = _loop_state(run_dir, "latest")
+    assert step == cut_at and loop["unfinished_eval"] == [cut_at, False]
+    assert read_run(run_dir).status == "interrupted"
+    runner.resume(run_dir, host=host, show_progress=False)
+    evals = [(r["global_step"], r["eval/return_mean"]) for r in read_metrics(run_dir)
+             if "eval/return_mean" in r]
+    assert evals == [(10, 1.0), (20, 3.0), (30, 2.0), (40, 0.5)]
+    _, loop = _loop_state(run_dir, "latest")
+    assert loop == {"best": 3.0, "evaluations": 4, "last_eval_step": 40}
+    assert read_run(run_dir).status == "finished"
+
+
 # ------------------------------------------- a third family, entirely from a plugin
 # This module is the family's experiment class and support module ("test_families:...").
 class CounterExperiment(ExperimentConfig):

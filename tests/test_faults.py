@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics, run_experiment, user_env
+from conftest import read_metrics, run_experiment, train_straight_and_resumed, user_env
+from test_agent_dqn import dqn_config
 
-from forgelab.core import cli
+from forgelab.core import cli, hookimpl
+from forgelab.core.config import ExperimentConfig, validate_experiment
 
 EXE = shutil.which("forgelab", path=str(Path(sys.executable).parent)) or "forgelab"
 PPO = ["env.num_envs=4", "agent.n_steps=32", "agent.batch_size=64", "agent.n_epochs=2",
@@ -259,6 +261,59 @@ def test_sigterm_during_a_long_evaluation_stops_it(tmp_path: Path) -> None:
     run = run_dir_of(tmp_path)
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not any("eval/return_mean" in row for row in read_metrics(run))  # no partial eval
+
+
+class StoppedInFinalEvaluation:
+    """A plugin registering `dqn-interrupted`: DQN whose first run gets Ctrl-C in the middle of
+    its final evaluation (the stop is requested from the evaluator's per-step stop check)."""
+
+    @hookimpl
+    def register_agents(self, register):
+        from forgelab.agents.dqn import DQN, DQNConfig
+
+        def interrupted_dqn(options: DQNConfig, ctx) -> DQN:
+            agent = DQN(options, ctx)
+            if not ctx.resumed:
+                should_stop = agent.evaluator.should_stop
+                checks = []
+
+                def ctrl_c_mid_final_evaluation() -> bool:
+                    if agent.step >= ctx.budget:
+                        checks.append(1)
+                        if len(checks) == 3:  # two steps into the episodes, none finished
+                            ctx.request_stop(signal.SIGINT)
+                    return should_stop()
+
+                agent.evaluator.should_stop = ctrl_c_mid_final_evaluation
+            return agent
+
+        register("dqn-interrupted", interrupted_dqn, config=DQNConfig,
+                 description="DQN stopped during its final evaluation (test)")
+
+
+def test_a_final_evaluation_cut_by_ctrl_c_runs_on_resume() -> None:
+    """Stopped during its final evaluation, a run logs no partial result and its checkpoint
+    keeps the evaluation due; the resume makes it, so the run's evaluations are those of an
+    uninterrupted run (before, the resume found nothing to train and ended with none)."""
+    def config(agent: str) -> ExperimentConfig:
+        data = dqn_config()
+        data.update(name=agent, agent=agent, tracking={"mode": "disabled"},
+                    output_dir=str(Path.cwd() / "runs"))
+        data["train"].update(eval_every=500, eval_episodes=3, video_every=None)
+        return validate_experiment(data)
+
+    straight, interrupted, stopped = train_straight_and_resumed(config, "dqn",
+                                                                StoppedInFinalEvaluation())
+    assert stopped["step"] == 1000 and stopped["loop"]["unfinished_eval"] == [1000, False]
+    assert stopped["loop"]["last_eval_step"] == 500
+
+    def evals(run: Path) -> list[tuple[int, float]]:
+        return [(r["global_step"], r["eval/return_mean"]) for r in read_metrics(run)
+                if "eval/return_mean" in r]
+
+    assert [step for step, _ in evals(straight)] == [500, 1000]
+    assert evals(interrupted) == evals(straight)
+    assert json.loads((interrupted / "run.json").read_text())["status"] == "finished"
 
 
 def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_path: Path,
