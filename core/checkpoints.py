@@ -320,7 +320,11 @@ def loading_errors(folder: Path) -> Iterator[None]:
         yield
     except ForgelabError:
         raise
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if not _refused_code(exc):
+            raise ForgelabError(f"checkpoint {folder} is corrupt ({type(exc).__name__})",
+                                hint="use another checkpoint (--checkpoint), or start a new "
+                                "run") from None
         raise ForgelabError(f"refused to load {folder}: it is unsafe, a file in it carries "
                             "pickled Python objects that forgelab never executes",
                             hint="use checkpoints written by forgelab; this one may have been "
@@ -333,6 +337,27 @@ def loading_errors(folder: Path) -> Iterator[None]:
                             "run") from None
 
 
+def _refused_code(exc: pickle.UnpicklingError) -> bool:
+    """Whether torch's weights-only unpickler stopped at code it will not run (a global, a
+    call), rather than at bytes that are no pickle at all."""
+    text = str(exc)
+    return "GLOBAL" in text or "Unsupported global" in text or "reduce" in text.lower()
+
+
+def _corrupt(path: Path, why: str) -> ForgelabError:
+    """A checkpoint file that cannot be read, with the ways on: another checkpoint to evaluate
+    or to resume from (the other step folders of the run, when there are any)."""
+    others = sorted(d.name for d in path.parent.parent.glob("step-*")
+                    if d.is_dir() and d != path.parent and (d / STATE_FILE).exists())
+    hint = "evaluate another checkpoint with --checkpoint STEP, or start a new run"
+    if others:
+        hint = (f"to resume from an earlier checkpoint, name it in {path.parent.parent / 'latest'}"
+                f" (`echo {others[-1]} > {path.parent.parent / 'latest'}`); to evaluate one, "
+                f"--checkpoint STEP. Other checkpoints: {', '.join(others[-5:])}")
+    return ForgelabError(f"cannot read checkpoint {path}: corrupt or truncated ({why})",
+                         hint=hint)
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """Read a ``state.pt`` with ``weights_only=True`` and check its shape.
 
@@ -342,6 +367,8 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _refused_code(exc):  # garbage bytes: torch's unpickler stops on a bad opcode
+            raise _corrupt(path, "not a checkpoint file") from None
         # torch's message suggests weights_only=False; forgelab never does that.
         found = str(exc).split("GLOBAL ", 1)[-1].split(" ", 1)[0] if "GLOBAL" in str(exc) else ""
         raise ForgelabError(
@@ -350,10 +377,8 @@ def load_state(path: Path) -> dict[str, Any]:
             hint="use checkpoints written by forgelab; this file may have been tampered with"
         ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ForgelabError(f"cannot read checkpoint {path}: corrupt or truncated ({first})",
-                            hint="resume or evaluate from another checkpoint (--checkpoint), or "
-                            "start a new run") from None
+        raise _corrupt(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                       ) from None
     missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         shape = f"a {type(state).__name__}" if not isinstance(state, dict) else "a dict"

@@ -327,6 +327,7 @@ def nothing_to_resume(run_dir: Path, config: Any, info: dict[str, Any],
     key, budget = f"train.{family.budget_key}", getattr(config.train, family.budget_key)
     if budget is None or step < budget:
         return None
+    # Twice the step reached: a budget a rollout overshot (4,096 steps of 1,000) is no guide.
     return (f"nothing to resume: {run_dir} finished at step {step} of {key}={budget}; "
             f"to train longer, raise the budget: forgelab run --resume {run_dir} "
-            f"{key}={2 * budget}")
+            f"{key}={2 * max(step, budget)}")

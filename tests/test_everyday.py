@@ -284,6 +284,18 @@ def test_resuming_a_finished_run_says_why_and_opens_no_wandb_run() -> None:
     assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1
 
 
+
+def test_the_budget_suggested_for_more_training_is_above_the_steps_reached() -> None:
+    # One rollout of 4 envs x 32 steps overshoots a budget of 50: the run ends at 128.
+    run_dir = run_experiment("cartpole-ppo", "env.num_envs=4", "agent.n_steps=32",
+                             "agent.batch_size=64", "agent.n_epochs=1", "train.total_steps=50",
+                             "train.eval_episodes=1", "train.video_every=null",
+                             "tracking.mode=disabled")
+    result = forgelab_cli("run", "--resume", str(run_dir), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "finished at step 128 of train.total_steps=50" in result.stderr
+    assert "train.total_steps=256" in result.stderr  # twice the step reached, not 100
+
 def test_rollout_videos_need_no_moviepy(monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import wandb_history
 

@@ -18,9 +18,16 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import read_metrics, run_experiment, train_straight_and_resumed, user_env
+from conftest import (
+    latest_state,
+    read_metrics,
+    run_experiment,
+    train_straight_and_resumed,
+    user_env,
+)
 from test_agent_dqn import dqn_config
 
 from forgelab.core import cli, hookimpl
@@ -462,6 +469,31 @@ def test_a_state_file_of_another_shape_is_one_clear_error(trained: Path, tmp_pat
     code, err = forgelab(capsys, "run", "--resume", str(run), "train.total_steps=1024")
     assert code == 2
     assert "is not a forgelab checkpoint" in error_line(err)
+
+
+@pytest.mark.parametrize("damage", ["random-bytes", "truncated"])
+def test_a_corrupt_latest_checkpoint_says_how_to_resume_from_an_earlier_one(
+        trained: Path, tmp_path: Path, damage: str, capsys, no_wandb) -> None:
+    """Random bytes are corrupt, not 'unsafe' (torch's unpickler stops at a bad opcode, not at
+    code), and the hint's way on works: name an earlier checkpoint in `latest`, resume."""
+    run = copy_of(trained, tmp_path)
+    latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    state = latest / "state.pt"
+    size = state.stat().st_size
+    if damage == "random-bytes":
+        state.write_bytes(np.random.default_rng(0).bytes(size))
+    else:
+        state.write_bytes(state.read_bytes()[:1000])
+    code, err = forgelab(capsys, "run", "--resume", str(run), "train.total_steps=1024")
+    assert code == 2, err
+    assert "corrupt or truncated" in error_line(err) and "unsafe" not in err
+    earlier = "step-000000256"
+    assert f"echo {earlier} >" in err
+    (run / "checkpoints" / "latest").write_text(earlier + "\n")
+    code, err = forgelab(capsys, "run", "--resume", str(run), "train.total_steps=1024",
+                         "--no-progress")
+    assert code == 0, err
+    assert latest_state(run)["step"] == 1024
 
 
 def test_a_garbled_run_json_is_one_clear_error(trained: Path, tmp_path: Path, capsys) -> None:
