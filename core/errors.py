@@ -53,12 +53,12 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
-    """'unknown agent 'dqm'; did you mean 'dqn'? Available: a, b, c'."""
-    choices = sorted(choices)
+def unknown_name_message(kind: str, name: str, choices: Iterable[str],
+                         plural: str | None = None) -> str:
+    """"unknown agent 'dqm'; did you mean 'dqn'? Available agents: a, b, c" (each choice once;
+    ``plural``: the choices' name when it is not ``kind`` + s)."""
+    choices = sorted(set(choices))
     guess = closest(name, choices)
-    message = f"unknown {kind} {name!r}"
-    if guess:
-        message += f"; did you mean {guess!r}?"
+    message = f"unknown {kind} {name!r}" + (f"; did you mean {guess!r}?" if guess else ".")
     shown = ", ".join(choices) if choices else "(none registered)"
-    return f"{message} Available {kind}s: {shown}"
+    return f"{message} Available {plural or kind + 's'}: {shown}"

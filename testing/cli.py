@@ -32,7 +32,8 @@ def _targets(host: Any, name: str | None) -> list[Any]:
         found = [reg for reg in host.registry if reg.name == name]
         if not found:
             names = [*host.plugins, *(reg.name for reg in host.registry)]
-            raise ForgelabError(unknown_name_message("plugin or component", name, names),
+            raise ForgelabError(unknown_name_message("plugin or component", name, names,
+                                                     plural="plugins and components"),
                                 hint="`forgelab plugins` lists plugins and what they register")
         return found
     return [reg for reg in host.registry if reg.source.distribution != BUILTIN_DISTRIBUTION]

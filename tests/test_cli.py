@@ -63,6 +63,7 @@ BASE = {"agent": "random", "env": "CartPole-v1", "train": {"total_steps": 100}}
         (["cartpole-randon"], ["unknown experiment 'cartpole-randon'",
                                "did you mean 'cartpole-random'"]),
         (["missing/file.yaml"], ["experiment file not found", "missing/file.yaml"]),
+        (["zzqx"], ["unknown experiment 'zzqx'. Available experiments: acrobot-dqn, "]),
         (["cartpole-random", "train.totl_steps=5"],
          ["unknown key 'train.totl_steps'", "did you mean 'total_steps'", "eval_every"]),
         (["cartpole-random", "seed=minus-one"], ["seed", "valid integer", "minus-one"]),

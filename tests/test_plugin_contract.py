@@ -281,6 +281,8 @@ def test_cli_check_runs_the_kit_and_rejects_unknown_names() -> None:
     assert "check_gymnasium_env_checker" in ok.stdout and "0 failed" in ok.stdout
     unknown = forgelab_cli("plugins", "--check", "gridworl")
     assert unknown.returncode == 2 and "unknown plugin or component 'gridworl'" in unknown.stderr
+    listed = unknown.stderr.split("Available plugins and components: ")[1].split("\n")[0]
+    assert listed.count("random,") == 1  # a plugin and a component of one name: listed once
 
 
 
