@@ -75,8 +75,8 @@ def as_user_error(exc: BaseException) -> ForgelabError | None:
     if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
         where = f" {exc.filename}" if exc.filename else ""
         return ResourceError(f"cannot write{where}: {exc.strerror or exc}",
-                             hint="free disk space or make the folder writable, then try again "
-                             "(`forgelab run --resume RUN_DIR` continues a stopped run)")
+                             hint="free disk space or make the folder writable, then try "
+                             "again")  # (a write during training has disk_error's resume hint)
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         return ForgelabError(f"file name too long: {exc.filename}",
                              hint="use a shorter name or output_dir")

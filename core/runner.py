@@ -172,8 +172,9 @@ def _stop_on_signals(ctx: Any):
             raise KeyboardInterrupt
         ctx.request_stop(signum)
         name = signal.Signals(signum).name
-        print(f"\n{name}: stopping after the current update and saving a checkpoint "
-              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+        again = " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else ""
+        print(f"\n{name}: stopping after the current update and saving a checkpoint{again}",
+              file=sys.stderr)
 
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -265,6 +265,7 @@ def test_sigterm_during_a_long_evaluation_stops_it(tmp_path: Path) -> None:
     finally:
         proc.kill()
     assert proc.returncode == 143, err
+    assert "SIGTERM: stopping" in err and "Ctrl-C again" not in err  # no terminal to press it in
     run = run_dir_of(tmp_path)
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not any("eval/return_mean" in row for row in read_metrics(run))  # no partial eval
@@ -438,6 +439,20 @@ def test_a_failed_write_is_one_clear_error_with_status_and_no_temp_folder(tmp_pa
     assert info["status"] == "failed" and "cannot write" in info["error"]
     assert not list(run.glob("checkpoints/.tmp-*"))
     assert not (run / "run.lock").exists()
+
+
+def test_a_disk_error_outside_training_does_not_suggest_resuming() -> None:
+    """eval, watch, sample and report write files too: their read-only or full-disk error
+    says what to do without pointing at `run --resume` (training's own has that hint)."""
+    import errno
+
+    from forgelab.core.faults import as_user_error, disk_error
+
+    read_only = OSError(errno.EROFS, "Read-only file system", "/runs/x/evals")
+    error = as_user_error(read_only)
+    assert error is not None and error.exit_code == 4
+    assert "/runs/x/evals" in error.message and "--resume" not in error.hint
+    assert "--resume" in disk_error(read_only, "checkpoint").hint
 
 
 # --------------------------------------------------------------------- corrupted files
