@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="runs/<experiment>/<timestamp>-<id>")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", help="output file (.png grid, or .csv for 2-D data)")
-    p.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    p.add_argument("--checkpoint", default="best", metavar="best|latest|STEP",
+                   help="which checkpoint (default best)")
     return parser
 
 

@@ -573,13 +573,15 @@ def _job_in_run(run_dir: Path, job_type: str, host: PluginHost | None, which: st
     """Rebuild a saved run's component in a new job (:func:`open_job`) with its checkpoint and
     the training loop's state loaded, for `forgelab sample` and the conformance kit.
     (`forgelab eval` restores the component alone: :func:`forgelab.core.playback.evaluate`.)"""
-    from forgelab.core.checkpoints import CheckpointManager
     from forgelab.core.faults import as_user_error
+    from forgelab.core.loading import checkpoint_dir as find_checkpoint
+    from forgelab.core.loading import read_checkpoint
 
     data, info = load_run(run_dir)
     run = prepared or prepare(validate_experiment(data, source=str(Path(run_dir) / CONFIG_FILE)),
                               host)
-    state, checkpoint_dir = CheckpointManager(Path(run_dir) / "checkpoints").load(which)
+    checkpoint_dir = find_checkpoint(Path(run_dir), which)  # best, latest or a step
+    state = read_checkpoint(checkpoint_dir)
     ctx = open_job(run, run_dir, job_type, info.get("run_id"), checkpoint_dir.name)
     try:
         component = _build(run, ctx)
@@ -620,7 +622,7 @@ def _check_sample_request(run: PreparedRun, n: int, out: Path | None) -> None:
                             "`forgelab eval` evaluates any run")
     if out is not None:
         if out.suffix.lower() not in {".png", ".csv"}:
-            raise ForgelabError(f"cannot write samples to {out.name}: use a .png file "
+            raise ForgelabError(f"cannot write samples to {out}: use a .png file "
                                 "(or .csv for 2-D points)")
         if not out.parent.is_dir():
             raise ForgelabError(f"--out: the folder {out.parent} does not exist",

@@ -326,7 +326,7 @@ class GenerativeModel:
             np.savetxt(out, samples.numpy(), delimiter=",", header="x,y", comments="")
             return out
         if out.suffix.lower() != ".png":
-            raise ForgelabError(f"cannot write samples to {out.name}: use a .png file"
+            raise ForgelabError(f"cannot write samples to {out}: use a .png file"
                                 + (" or a .csv file" if self.data.kind == "points" else ""))
         if self.data.kind == "image":
             nrow = self.data.num_classes if self.conditional else None

@@ -48,8 +48,12 @@ def test_vae_run_logs_media_to_wandb_and_forgelab_sample_writes_a_png(
     monkeypatch.setenv("WANDB_MODE", "disabled")
     again = runner.sample(run_dir, 16, tmp_path / "y.png")
     assert np.array_equal(np.asarray(Image.open(again)), pixels)  # fixed sampling seed
-    with pytest.raises(ForgelabError, match="use a .png file"):
+    with pytest.raises(ForgelabError, match="use a .png file") as refused:
         runner.sample(run_dir, 16, tmp_path / "x.csv")
+    assert str(tmp_path / "x.csv") in refused.value.message  # the folder too, not just x.csv
+    # a checkpoint by its step, as eval and watch take it (the epoch-1 one here)
+    from_step = runner.sample(run_dir, 16, tmp_path / "z.png", which="1")
+    assert np.asarray(Image.open(from_step)).shape == pixels.shape
 
 
 def test_autoencoder_cannot_sample_and_says_so(tmp_path: Path,
