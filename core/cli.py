@@ -126,8 +126,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         from forgelab.testing.cli import cmd_check
 
         return cmd_check(args.check or None, args.json)
+    from forgelab.core.launchers import available_launchers
+
     host = _host(report=False)
     plugins = [info.as_dict() for info in host.plugins.values()]
+    launchers = available_launchers(host).values()  # registered through their own hook
+    for info in plugins:
+        info["registered"] += [{"kind": "launcher", "name": launcher.name}
+                               for launcher in launchers if launcher.plugin == info["name"]]
     if args.json:
         print(json.dumps(plugins, indent=2))
         return 0

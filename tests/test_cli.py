@@ -25,6 +25,14 @@ def test_fast_commands_do_not_import_heavy_libraries(argv: list[str]) -> None:
     assert out.stdout.strip().splitlines()[-1] == "HEAVY="
 
 
+def test_plugins_lists_what_each_plugin_registers_launchers_included() -> None:
+    listing = json.loads(forgelab_cli("plugins", "--json").stdout)
+    registered = {p["name"]: {(r["kind"], r["name"]) for r in p["registered"]} for p in listing}
+    assert registered["launchers"] == {("launcher", "local"), ("launcher", "ray")}
+    assert ("agent", "random") in registered["random"]
+    assert "    launcher local" in forgelab_cli("plugins").stdout
+
+
 def test_dry_run_prints_the_resolved_validated_config() -> None:
     # overrides may stand before and after the flags
     result = forgelab_cli("run", "cartpole-random", "seed=7", "--dry-run", "env.num_envs=2",
