@@ -10,6 +10,7 @@ labelled with n, and no interval as a headline below 5 seeds.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import math
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from forgelab.core import stats
-from forgelab.core.errors import ForgelabError
+from forgelab.core.errors import ForgelabError, closest
 from forgelab.core.results import (
     Configuration,
     RunRecord,
@@ -34,6 +35,7 @@ from forgelab.core.results import (
 )
 
 MIN_SEEDS_FOR_INTERVAL = 5
+FIGURE_PATTERNS = ("curves-[0-9][0-9]-*.png", "seeds-[0-9][0-9]-*.png", "compare.png")
 MAX_CURVE_POINTS = 200
 AXIS_LABELS = {"global_step": "environment steps", "epoch": "epoch"}
 UNDERCOVERAGE_NOTE = (
@@ -205,6 +207,23 @@ def load_configurations(paths: list[str | Path]) -> tuple[list[Configuration], l
     return group_runs(runs), studies
 
 
+def check_metric_logged(metric: str, runs: list[RunRecord], paths: list[str | Path]) -> None:
+    """Refuse a ``--metric`` that no run logged (a typo would give an empty report), naming
+    the metrics the runs did log, closest first."""
+    logged: dict[str, None] = {}
+    for run in runs:
+        logged.update(dict.fromkeys(run.metric_names()))
+    if not logged or metric in logged:  # runs that logged nothing yet: nothing to check
+        return
+    close = difflib.get_close_matches(metric, list(logged), n=len(logged), cutoff=0.0)
+    guess = closest(metric, logged)
+    shown = ", ".join(close[:12]) + (f" (+{len(close) - 12} more)" if len(close) > 12 else "")
+    raise ForgelabError(f"--metric {metric}: no run in {', '.join(map(str, paths))} logged "
+                        f"it; they logged: {shown}",
+                        hint=f"did you mean --metric {guess}?" if guess else "pass one of "
+                        "those, or leave --metric out for the family's headline metric")
+
+
 def missing_trials(paths: list[str | Path]) -> list[dict[str, Any]]:
     """Trials of the studies in ``paths`` that have no run directory to read."""
     return [{**t, "study": study_name(Path(p))} for p in paths if Path(p).is_dir()
@@ -225,6 +244,8 @@ def analyse(paths: list[str | Path], metric: str | None = None, threshold: float
     if reps < 1:
         raise ForgelabError(f"--reps must be positive (got {reps})")
     configs, studies = load_configurations(paths)
+    if metric:
+        check_metric_logged(metric, [run for config in configs for run in config.runs], paths)
     if root is None and len(paths) == 1 and Path(paths[0]).is_dir():
         root = Path(paths[0])  # run directories shown relative to the study / runs folder
     analysed = [analyse_configuration(c, i, metric, threshold, lower, reps, seed, root)
@@ -411,6 +432,11 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # An earlier report in this folder may have drawn other metrics: its figures would stay
+    # beside this one's and look current. Only the names this module writes are removed.
+    for pattern in FIGURE_PATTERNS:
+        for old in out.glob(pattern):
+            old.unlink()
     report["figures"] = draw_figures(report, out)
     report["files"] = write_csvs(report, out)
     report = _clean(report)

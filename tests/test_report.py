@@ -288,3 +288,28 @@ def test_a_study_directory_is_named_and_its_trials_without_runs_counted(lab, tmp
     assert json.loads(capsys.readouterr().out)["configurations"][0]["counts"]["total"] == 3
     assert main(["runs", str(tmp_path / "runs")]) == 0
     assert "study lr-study: 3 finished, 1 failed" in capsys.readouterr().out
+
+
+def test_a_metric_no_run_logged_is_an_error_naming_the_logged_ones(lab, capsys):
+    base = lab["base"]
+    for argv in (["report", str(base / "B"), "--metric", "eval/return_men"],
+                 ["compare", str(base / "A"), str(base / "B"), "--metric", "eval/nosuch"]):
+        assert main([*argv, "--out", str(base / "typo")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 2  # the error and its hint
+        logged = err[err.index("logged:"):]
+        assert logged.index("eval/return_mean") < logged.index("train/")  # closest first
+    assert not (base / "typo").exists()
+
+
+def test_a_report_folder_keeps_only_its_current_figures(lab):
+    out = lab["base"] / "report-again"
+    assert main(["report", str(lab["base"] / "B"), "--metric", "train/episode_return",
+                 "--out", str(out)]) == 0
+    assert list(out.glob("curves-*train-episode-return.png"))
+    (out / "notes.png").write_bytes(b"")  # not the report's: stays
+    assert main(["report", str(lab["base"] / "B"), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted([f["file"] for f in report["figures"]] + ["notes.png"])
