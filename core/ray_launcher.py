@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections import deque
 from dataclasses import asdict
@@ -63,7 +64,7 @@ def run_trial_task(trial_data: dict[str, Any], root: str, experiment: str,
     begin(trial, resumed)
     trial.node = f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()}"
     try:
-        code = job.proc.wait()
+        code = _wait(job.proc)
     except KeyboardInterrupt:
         job.forward(signal.SIGTERM)
         code = job.proc.wait()
@@ -71,6 +72,21 @@ def run_trial_task(trial_data: dict[str, Any], root: str, experiment: str,
         job.lock.close()
     outcome(trial, Path(root), code, job.log_offset)
     return asdict(trial)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """``proc.wait()`` that a ``ray.cancel`` can interrupt.
+
+    Ray cancels a running task with ``_thread.interrupt_main()``: the KeyboardInterrupt is
+    raised only when the main thread next runs Python code, never inside a blocking waitpid,
+    so a plain ``proc.wait()`` would let the trial train to its end. Polling with a timeout
+    runs Python code every few milliseconds (Popen's wait sleeps at most 50 ms per poll).
+    """
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class RayLauncher:

@@ -64,3 +64,34 @@ def test_a_trial_whose_ray_node_dies_resumes_on_another_node_and_finishes(
     assert "stopped at step" in log and f"--resume {run_dir.resolve()}" in log
     steps = [row["global_step"] for row in read_metrics(run_dir) if "global_step" in row]
     assert max(steps) >= 40000
+
+
+def test_ctrl_c_reaches_the_trials_of_a_ray_sweep_which_checkpoint_and_stop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    short = tempfile.mkdtemp(prefix="fl-ray-", dir="/tmp")  # Ray's socket paths are short
+    monkeypatch.setenv("TMPDIR", short)
+    ids = ["c00-s0", "c00-s1"]
+    # Far more steps than the test waits for: a trial that ignores the stop never ends in time.
+    sweep = subprocess.Popen(
+        [forgelab_exe(), "sweep", "cartpole-random", "seed=0:2", "train.total_steps=50000000",
+         "train.video_every=null", "train.eval_every=null", "--name", "rayint",
+         "--launcher", "ray"],
+        env={**user_env(), "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: all(any(Path(f"runs/rayint/{i}").glob("*/*/metrics.jsonl"))
+                             for i in ids), "both trials to train", timeout=300)
+        sweep.send_signal(signal.SIGINT)
+        out, err = sweep.communicate(timeout=180)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        shutil.rmtree(short, ignore_errors=True)
+    assert sweep.returncode == 130, out + err
+    assert "resume with: forgelab sweep --resume" in err
+    record = json.loads(Path("runs/rayint/study.json").read_text())
+    for trial in record["trials"]:
+        assert (trial["status"], trial["exit_code"]) == ("interrupted", 143), trial
+        info = json.loads((Path(trial["run_dir"]) / "run.json").read_text())
+        assert info["status"] == "interrupted" and info["stop_signal"] == signal.SIGTERM
+        assert (Path(trial["run_dir"]) / "checkpoints" / "latest").is_file()
