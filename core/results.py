@@ -439,7 +439,10 @@ def run_result_lines(run_dir: Path) -> list[str]:
         took = f"{duration:,.0f} s" if duration >= 1 else "under 1 s"
         lines.append(f"took {took} ({progress}), status {run.status}")
     budget_key = f"train.{run.family.budget_key}" if run.family else "train.?"
-    extend = f" {budget_key}={2 * run.budget}" if run.budget and run.status == "finished" else ""
+    # Twice how far it got: a run can overshoot its budget (PPO trains whole rollouts), and a
+    # budget below the step reached leaves nothing to resume.
+    reached = max(run.last_step or 0, run.budget or 0)
+    extend = f" {budget_key}={2 * reached}" if run.budget and run.status == "finished" else ""
     lines.append(f"report: forgelab report {run.path.parent}")
     lines.append(f"{'extend' if extend else 'resume'}: forgelab run --resume {run.path}{extend}")
     return lines

@@ -313,3 +313,15 @@ def test_a_report_folder_keeps_only_its_current_figures(lab):
     report = json.loads((out / "report.json").read_text())
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted([f["file"] for f in report["figures"]] + ["notes.png"])
+
+
+def test_the_extend_suggestion_goes_past_the_steps_already_trained(capsys):
+    # PPO collects whole rollouts: asked for 1,000 steps it trains 4,096
+    run_dir = run_experiment("pendulum-ppo", "env.id=CartPole-v1", "train.total_steps=1000",
+                             "train.video_every=1000000", "tracking.mode=disabled")
+    step = json.loads((run_dir / "run.json").read_text())["step"]
+    assert step > 1000
+    err = capsys.readouterr().err
+    extend = int(re.search(r"extend: forgelab run --resume \S+ train.total_steps=(\d+)",
+                           err).group(1))
+    assert extend == 2 * step
