@@ -212,17 +212,21 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
     lock = _lock(spec)
     command = ["forgelab", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
     todo = [t for t in trials if t.id in wanted and not t.done]
-    total, counter = (len(todo) if not spec.search else "?"), [0]
+    total = len(todo) if not spec.search else "?"
+    numbers: dict[str, int] = {}  # a trial's place in the progress count: trials, not attempts
+    ends: dict[str, int] = {}  # how often each trial ended in this sweep (retries: more)
 
     def record(trial: Trial) -> None:
         save_study(spec, trials, command)
         if trial.status in (FINISHED, FAILED, INTERRUPTED):
-            counter[0] += 1
+            number = numbers.setdefault(trial.id, len(numbers) + 1)
+            ends[trial.id] = ends.get(trial.id, 0) + 1
+            retry = f", retry {ends[trial.id] - 1}/{spec.retries}" if ends[trial.id] > 1 else ""
             took = f" {trial.ended - trial.started:.1f} s" if trial.started and trial.ended \
                 else ""
             extra = f": {trial.error}" if trial.error else ""
-            print(f"[{counter[0]}/{total}] {trial.id} {trial.status} (exit {trial.exit_code})"
-                  f"{took}{extra}", flush=True)
+            print(f"[{number}/{total}] {trial.id} {trial.status} (exit {trial.exit_code}"
+                  f"{retry}){took}{extra}", flush=True)
 
     save_study(spec, trials, command)
     what = (f"Optuna search of {spec.search['trials']} configuration(s)" if spec.search else

@@ -60,6 +60,13 @@ def test_grid_with_seeds_records_every_trial_retries_a_failure_and_reruns_only_i
     result = forgelab_cli(*args)
     assert result.returncode == 1, result.stderr
     assert "failed c01-s0 after 2 attempt(s)" in result.stderr
+    # the progress count counts trials; the retry is the same trial, said to be a retry
+    progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(progress) == 5, progress  # 4 trials, one of them ended twice
+    assert {line.split()[0] for line in progress} == {"[1/4]", "[2/4]", "[3/4]", "[4/4]"}
+    retried = [line for line in progress if " c01-s0 " in line]
+    assert retried[0].split()[0] == retried[1].split()[0], retried
+    assert "retry" not in retried[0] and "retry 1/1" in retried[1], retried
     record = study("grid")
     assert record["summary"]["finished"] == 3 and record["summary"]["failed"] == 1
     by_id = trials("grid")
