@@ -142,7 +142,7 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
         steps, values = run.series(cmetric)
         entry["curve"] = {"steps": steps, "values": values}
     counts: dict[str, int] = {"total": len(runs)}
-    order = ["finished", "failed", "diverged", "unfinished", "interrupted"]
+    order = ["finished", "failed", "diverged", "running", "unfinished", "interrupted"]
     for status in sorted({e["status"] for e in runs},
                          key=lambda s: (order.index(s) if s in order else len(order), s)):
         counts[status] = sum(1 for e in runs if e["status"] == status)
@@ -155,7 +155,10 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
     if len(budgets) > 1:
         flags.append(f"different budgets: {', '.join(f'{b:,}' for b in budgets)}")
     for entry in runs:
-        if entry["truncated"]:
+        if entry["status"] == "running":  # still training: not a run that stopped
+            flags.append(f"run {entry['run_id']} (seed {entry['seed']}) is running: at "
+                         f"{entry['last_step'] or 0:,} of {entry['budget'] or 0:,} so far")
+        elif entry["truncated"]:
             flags.append(f"run {entry['run_id']} (seed {entry['seed']}) stopped at "
                          f"{entry['last_step'] or 0:,} of {entry['budget']:,} "
                          f"({entry['status']})")

@@ -12,7 +12,8 @@ from typing import Any
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22"]
-STATUS_MARKERS = {"finished": "o", "interrupted": "s", "failed": "X", "unfinished": "D"}
+STATUS_MARKERS = {"finished": "o", "interrupted": "s", "failed": "X", "diverged": "X",
+                  "running": ">", "unfinished": "D"}
 
 
 def _plt():

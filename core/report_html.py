@@ -20,7 +20,7 @@ th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right;vertical-align:
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 .meta{color:#555;font-size:.9em}.note{background:#fff8e1;border-left:4px solid #f0b400;
 padding:.5em 1em;margin:1em 0;font-size:.9em}.flag{color:#a33}.muted{color:#888;font-size:.85em}
-.finished{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.unfinished,.interrupted{color:#b35c00}
+.finished{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.unfinished,.interrupted{color:#b35c00}.running{color:#1f5fa8}
 img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
 code{background:#f4f4f4;padding:0 .2em}
 """

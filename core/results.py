@@ -117,9 +117,12 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        """finished, failed, interrupted, or unfinished (still running, or killed outright)."""
+        """finished, failed, diverged, interrupted, running (a live process holds its
+        run.lock), or unfinished (killed outright: run.json still says running)."""
         status = str(self.info.get("status") or "unfinished")
-        return "unfinished" if status == "running" else status
+        if status == "running":
+            return "running" if run_lock_held(self.path) else "unfinished"
+        return status
 
     @cached_property
     def family(self) -> Family | None:
@@ -216,6 +219,44 @@ class RunRecord:
                 if k not in IGNORED_KEYS and k.split(".")[0] not in IGNORED_KEYS}
 
 
+def run_lock_held(run_dir: Path) -> bool:
+    """Whether a live process on this machine holds the run's ``run.lock`` (a run killed
+    outright leaves the file, but the kernel dropped its lock).
+
+    The lock is only probed when the pid it names is alive here, so a report never touches
+    the lock of a dead run that a ``--resume`` may be taking; a run of another host cannot
+    be told from a killed one and counts as unfinished.
+    """
+    import fcntl
+    import os
+    import socket
+
+    try:
+        holder = json.loads((Path(run_dir) / "run.lock").read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return False
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        fd = os.open(Path(run_dir) / "run.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:  # a shared probe fails only while the runner holds its exclusive lock
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's lock when it was granted
+    return False
+
+
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of a ``metrics.jsonl`` and its merged ``summary`` entries; a line cut short by a
     crash is skipped rather than failing the whole report."""
@@ -306,7 +347,8 @@ def study_name(path: Path) -> str | None:
 
 def trials_without_runs(path: Path) -> list[dict[str, Any]]:
     """Trials a study file (``study.json``) records but that left no run directory (e.g. a
-    process that failed before it started training), so a report can count them."""
+    process that failed before it started training), so a report can count them. A trial's
+    run is the one study.json names, or any run in the trial's folder."""
     file = Path(path) / "study.json"
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -318,6 +360,11 @@ def trials_without_runs(path: Path) -> list[dict[str, Any]]:
             continue
         run_dir = trial.get("run_dir")
         if run_dir and is_run_dir(Path(run_dir)):
+            continue
+        # study.json records a trial's run directory when its process ends: a live or killed
+        # sweep's runs are only in the trial's folder, <study>/<trial id>/<experiment>/<run>/
+        folder = Path(path) / str(trial.get("id"))
+        if trial.get("id") and folder.is_dir() and next(iter(_walk(folder)), None):
             continue
         missing.append({k: trial.get(k) for k in ("id", "seed", "status", "error", "params")})
     return missing

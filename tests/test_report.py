@@ -7,6 +7,7 @@ and the failed one is a finished run's copy with the status a crash leaves in ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -55,8 +57,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def _killed_run(output_dir: Path) -> Path:
     """A real run killed outright (SIGKILL) once it has evaluated: run.json says running."""
+    with _live_run(output_dir, seed=5) as run_dir:
+        return run_dir
+
+
+@contextlib.contextmanager
+def _live_run(output_dir: Path, seed: int) -> Iterator[Path]:
+    """A real `forgelab run` process that has evaluated once and is still training (it holds
+    run.lock); killed outright (SIGKILL) on leaving the block."""
     exe = str(Path(sys.executable).parent / "forgelab")
-    proc = subprocess.Popen([exe, "run", "cartpole-random", "seed=5", *FAST,
+    proc = subprocess.Popen([exe, "run", "cartpole-random", f"seed={seed}", *FAST,
                              "train.total_steps=100000000", f"output_dir={output_dir}",
                              "--no-progress"], env=user_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -64,15 +74,15 @@ def _killed_run(output_dir: Path) -> Path:
         deadline = time.monotonic() + 120
         while True:  # polling for the first evaluation row, not timing anything
             files = [p for p in output_dir.glob("cartpole-random/*/metrics.jsonl")
-                     if "seed: 5" in (p.parent / "config.yaml").read_text()]
+                     if f"seed: {seed}" in (p.parent / "config.yaml").read_text()]
             if files and "eval/return_mean" in files[0].read_text():
                 break
             assert proc.poll() is None and time.monotonic() < deadline, "run never evaluated"
             time.sleep(0.1)
+        yield files[0].parent
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    return files[0].parent
 
 
 class _Refs(HTMLParser):
@@ -325,3 +335,25 @@ def test_the_extend_suggestion_goes_past_the_steps_already_trained(capsys):
     extend = int(re.search(r"extend: forgelab run --resume \S+ train.total_steps=(\d+)",
                            err).group(1))
     assert extend == 2 * step
+
+
+def test_trials_of_a_live_or_killed_sweep_are_found_in_their_trial_folders(lab, tmp_path,
+                                                                           capsys):
+    # study.json records a trial's run directory only when its process ends: while a sweep
+    # runs, and after it was killed outright, the runs are found in <study>/<trial id>/
+    study = tmp_path / "runs" / "live"
+    shutil.copytree(lab["a"][0], study / "c00-s0" / "cartpole-random" / lab["a"][0].name)
+    trials = [{"id": f"c00-s{s}", "config_id": "c00", "seed": s, "status": "running",
+               "run_dir": None, "params": {}} for s in (0, 1)]
+    (study / "study.json").write_text(json.dumps({"name": "live", "trials": trials}))
+    with _live_run(study / "c00-s1", seed=1):
+        assert main(["report", str(study), "--reps", "100"]) == 0
+        printed = capsys.readouterr().out
+        report = json.loads((study / "report" / "report.json").read_text())
+        assert report["trials_without_runs"] == [] and "left no run" not in printed
+        (conf,) = report["configurations"]
+        assert conf["counts"]["running"] == 1 and "unfinished" not in conf["counts"]
+        assert "(seed 1) is running" in printed and "n=1 of 2 runs (1 running)" in printed
+    assert main(["report", str(study), "--reps", "100"]) == 0  # killed outright: unfinished
+    printed = capsys.readouterr().out
+    assert "n=1 of 2 runs (1 unfinished)" in printed and "left no run" not in printed
