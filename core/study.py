@@ -62,6 +62,8 @@ FINISHED, FAILED, INTERRUPTED, PENDING, RUNNING = (
     "finished", "failed", "interrupted", "pending", "running")
 SWEEP_KEYS = {"experiment", "name", "overrides", "grid", "random", "seeds", "launcher",
               "workers", "retries", "output_dir", "address", "gpus_per_trial", "search"}
+# Keys of a sweep file that no experiment has: a YAML with them is a sweep file
+SWEEP_ONLY_KEYS = SWEEP_KEYS - {"experiment", "name", "output_dir"}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -187,6 +189,16 @@ def sample(spec: Any, rng: random.Random, key: str) -> Any:
         if kind == "choice":
             return rng.choice(list(args))
         low, high = float(args[0]), float(args[1])
+        if kind != "normal" and low > high:  # normal: [mu, sigma]
+            raise ConfigError(f"random.params.{key}: {kind} bounds [{args[0]}, {args[1]}] are "
+                              "reversed: the low bound comes first",
+                              hint=f"write {{{kind}: [{args[1]}, {args[0]}]}}")
+        if kind != "normal" and low == high:
+            raise ConfigError(f"random.params.{key}: {kind} bounds [{args[0]}, {args[1]}] are "
+                              "one value", hint=f"for one value, set {key} under overrides")
+        if kind == "normal" and high < 0:
+            raise ConfigError(f"random.params.{key}: normal [mu, sigma] needs sigma >= 0 "
+                              f"(got {args[1]})")
         if kind == "uniform":
             value = rng.uniform(low, high)
         elif kind == "loguniform":
@@ -299,6 +311,7 @@ def spec_from_items(target: str, items: list[str], name: str | None = None) -> S
         base = Path(target).resolve().parent
         data.setdefault("name", Path(target).stem)
     else:
+        _refuse_sweep_file_without_experiment(target)
         data["experiment"] = target
     overrides = data.get("overrides") or {}
     if isinstance(overrides, list):  # ["key=value", ...]
@@ -307,6 +320,9 @@ def spec_from_items(target: str, items: list[str], name: str | None = None) -> S
     if not isinstance(overrides, dict):
         raise ConfigError("overrides: write a mapping {key: value} or a list of key=value")
     fixed = dict(overrides)
+    if base is not None:
+        _refuse_keys_set_twice(target, data, fixed)
+        _check_launch_options(target, data)
     axes = {k: grid_values(k, v) for k, v in (data.get("grid") or {}).items()}
     seeds = parse_seeds(data["seeds"]) if data.get("seeds") is not None else None
     for item in items:
@@ -350,6 +366,54 @@ def spec_from_items(target: str, items: list[str], name: str | None = None) -> S
                      output_dir=output_dir, address=data.get("address"),
                      gpus_per_trial=data.get("gpus_per_trial"), axes=axes,
                      random=random_spec, search=data.get("search"))
+
+
+def _refuse_sweep_file_without_experiment(target: str) -> None:
+    """A YAML with sweep keys but no ``experiment:`` would otherwise be read as an experiment
+    and fail with an experiment's error (no agent or model)."""
+    from forgelab.core.config import read_yaml
+
+    path = Path(target)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return
+    data = read_yaml(path)
+    found = sorted(SWEEP_ONLY_KEYS & set(data)) if isinstance(data, dict) else []
+    if found:
+        raise ConfigError(f"{target}: a sweep file ({', '.join(found)}) without `experiment:`",
+                          hint="add the experiment it sweeps, e.g. `experiment: cartpole-ppo` "
+                          "(a name in experiments/ or a path relative to the file)")
+
+
+def _refuse_keys_set_twice(target: str, data: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """A key under two of overrides/grid/random.params has no single meaning: which one wins
+    would be an accident of the merge order."""
+    random_spec = data.get("random")
+    params = random_spec.get("params") if isinstance(random_spec, dict) else None
+    sections = {"overrides": set(fixed), "grid": set(data.get("grid") or {}),
+                "random.params": set(params or {})}
+    if data.get("seeds") is not None:  # seed under overrides/grid is the seeds too
+        sections["seeds"] = {"seed"}
+    for (first, a), (second, b) in itertools.combinations(sections.items(), 2):
+        both = sorted(a & b)
+        if both:
+            raise ConfigError(f"{target}: {', '.join(both)} is set under both {first}: and "
+                              f"{second}:", hint="keep each key in one place: a fixed value "
+                              "under overrides, values to sweep under grid or random.params, "
+                              "seeds under seeds")
+
+
+def _check_launch_options(target: str, data: dict[str, Any]) -> None:
+    """The launch options of a sweep file, named as the file's keys (the flags check their own
+    values in the sweep command)."""
+    workers, retries = data.get("workers"), data.get("retries", 0)
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                or workers < 1):
+        raise ConfigError(f"{target}: workers: {workers!r}: trials at once must be an integer "
+                          ">= 1", hint="write e.g. `workers: 2`, or leave it out for cores / "
+                          "threads")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ConfigError(f"{target}: retries: {retries!r}: must be an integer >= 0",
+                          hint="write e.g. `retries: 1`, or leave it out for no retries")
 
 
 def make_trials(spec: StudySpec, existing: list[Trial] | None = None) -> list[Trial]:

@@ -69,6 +69,11 @@ def add_parser(sub: Any) -> None:
 
 
 def _apply_flags(spec: StudySpec, args: argparse.Namespace) -> None:
+    # a sweep file's own values were checked when it was read, naming its keys
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (got {args.workers})")
+    if getattr(args, "retries", None) is not None and args.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more (got {args.retries})")
     for flag in ("launcher", "workers", "retries", "address", "gpus_per_trial"):
         value = getattr(args, flag, None)
         if value is not None:
@@ -82,10 +87,6 @@ def _apply_flags(spec: StudySpec, args: argparse.Namespace) -> None:
         if search["method"] != "optuna" or int(search["trials"]) < 1:
             raise ConfigError(f"search: {search!r}: write {{method: optuna, trials: N}}")
         spec.search = search
-    if spec.workers is not None and spec.workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (got {spec.workers})")
-    if spec.retries < 0:
-        raise ConfigError(f"--retries must be 0 or more (got {spec.retries})")
 
 
 def _merge(spec: StudySpec, new: list[Trial], old: list[Trial]) -> list[Trial]:

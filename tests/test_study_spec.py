@@ -190,3 +190,61 @@ def test_a_study_refuses_other_fixed_overrides_under_its_name() -> None:
                               "seed=0:3"], name="s", resume=None, dry_run=True, export=None)
     with pytest.raises(ConfigError, match=r"other fixed overrides \(train.total_steps\)"):
         run_sweep(args, host=None)
+
+
+def _refused(tmp_path: Path, data: dict, *flags: str) -> str:
+    """The error of `forgelab sweep FILE --dry-run` for a sweep file: exit 2, one message."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = forgelab_cli("sweep", str(path), "--dry-run", *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+    return result.stderr
+
+
+def test_a_key_set_twice_in_a_sweep_file_is_refused(tmp_path: Path) -> None:
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo", "overrides": {"agent.n_steps": 32},
+                              "grid": {"agent.n_steps": [32, 64]}})
+    assert "agent.n_steps is set under both overrides: and grid:" in err
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo", "grid": {"agent.gamma": [0.9]},
+                              "random": {"params": {"agent.gamma": {"uniform": [0.9, 0.99]}}}})
+    assert "agent.gamma is set under both grid: and random.params:" in err
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo", "overrides": {"seed": 3},
+                              "seeds": "0:2"})
+    assert "seed is set under both overrides: and seeds:" in err
+    # the command line still overrides what a file says
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "cartpole-ppo",
+                                    "grid": {"agent.n_steps": [32, 64]}}))
+    assert spec_from_items(str(path), ["agent.n_steps=16"]).fixed == {"agent.n_steps": 16}
+
+
+@pytest.mark.parametrize(("dist", "expected"), [
+    ({"loguniform": [1e-2, 1e-4]}, "loguniform bounds [0.01, 0.0001] are reversed"),
+    ({"uniform": [0.99, 0.9]}, "uniform bounds [0.99, 0.9] are reversed"),
+    ({"randint": [20, 4]}, "randint bounds [20, 4] are reversed"),
+    ({"randint": [4, 4]}, "randint bounds [4, 4] are one value"),
+    ({"normal": [0.9, -0.1]}, "normal [mu, sigma] needs sigma >= 0")])
+def test_random_bounds_that_are_reversed_or_empty_are_refused(tmp_path: Path, dist: dict,
+                                                               expected: str) -> None:
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo",
+                              "random": {"count": 2, "params": {"agent.gamma": dist}}})
+    assert f"random.params.agent.gamma: {expected}" in err
+
+
+def test_a_sweep_file_without_an_experiment_says_so(tmp_path: Path) -> None:
+    err = _refused(tmp_path, {"grid": {"agent.n_steps": [32, 64]}, "seeds": "0:2"})
+    assert "bad.yaml: a sweep file (grid, seeds) without `experiment:`" in err
+    assert "experiment: cartpole-ppo" in err and "'agent' (rl)" not in err  # not read as one
+
+
+def test_launch_options_of_a_sweep_file_are_named_as_its_keys(tmp_path: Path) -> None:
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo", "workers": 0})
+    assert "bad.yaml: workers: 0" in err and "--workers" not in err
+    err = _refused(tmp_path, {"experiment": "cartpole-ppo", "retries": "two"})
+    assert "bad.yaml: retries: 'two'" in err
+    # a flag's value is named as the flag
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "cartpole-ppo", "workers": 2}))
+    result = forgelab_cli("sweep", str(path), "--dry-run", "--workers", "0")
+    assert result.returncode == 2 and "--workers must be at least 1 (got 0)" in result.stderr
