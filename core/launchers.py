@@ -132,15 +132,21 @@ def _run_status(run_dir: Path) -> str | None:
         return None
 
 
+def finished_run(root: Path) -> Path | None:
+    """The trial's last run directory when that run finished, else None."""
+    runs = run_dirs(root)
+    return runs[-1] if runs and _run_status(runs[-1]) == FINISHED else None
+
+
 def plan_trial(root: Path, experiment: str, overrides: list[str]) -> tuple[list[str], bool] | None:
     """The ``forgelab`` arguments for a trial: resume its last run when it has a checkpoint,
     else start it. None when its last run already finished.
 
     :return: ``(arguments, resumed)`` or None.
     """
-    runs = run_dirs(root)
-    if runs and _run_status(runs[-1]) == FINISHED:
+    if finished_run(root) is not None:
         return None
+    runs = run_dirs(root)
     for run_dir in reversed(runs):
         if (run_dir / "checkpoints" / "latest").is_file():
             return ["run", "--no-progress", "--resume", str(run_dir)], True

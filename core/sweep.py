@@ -15,6 +15,7 @@ from forgelab.core.study import (
     FAILED,
     FINISHED,
     INTERRUPTED,
+    RUNNING,
     STUDY_FILE,
     StudySpec,
     Trial,
@@ -212,14 +213,21 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
         return 0
     lock = _lock(spec)
     command = ["forgelab", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
+    earlier = _finished_earlier(spec, [t for t in trials if t.id in wanted and not t.done])
     todo = [t for t in trials if t.id in wanted and not t.done]
     total = len(todo) if not spec.search else "?"
     numbers: dict[str, int] = {}  # a trial's place in the progress count: trials, not attempts
     ends: dict[str, int] = {}  # how often each trial ended in this sweep (retries: more)
+    launched: set[str] = set()  # trials this sweep started: only their ends are news
 
     def record(trial: Trial) -> None:
         save_study(spec, trials, command)
-        if trial.status in (FINISHED, FAILED, INTERRUPTED):
+        if trial.status == RUNNING:
+            launched.add(trial.id)
+        elif trial.status == FINISHED and trial.id not in launched:
+            # a launcher found its run finished (by a sweep whose study file missed it)
+            print(f"{trial.id} already finished before this sweep: {trial.run_dir}", flush=True)
+        elif trial.status in (FINISHED, FAILED, INTERRUPTED) and trial.id in launched:
             number = numbers.setdefault(trial.id, len(numbers) + 1)
             ends[trial.id] = ends.get(trial.id, 0) + 1
             retry = f", retry {ends[trial.id] - 1}/{spec.retries}" if ends[trial.id] > 1 else ""
@@ -235,6 +243,8 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
     print(f"study {spec.name}: {what}, launcher "
           f"{spec.launcher}, {workers if spec.launcher == 'local' else spec.workers or 'auto'}"
           f" worker(s); record {spec.study_dir / STUDY_FILE}", flush=True)
+    for trial in earlier:
+        print(f"{trial.id} already finished before this sweep: {trial.run_dir}", flush=True)
     gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else (
         1.0 if device.startswith("cuda") else 0.0)
     ctx = LaunchContext(spec=spec, trials=todo, workers=workers, threads=threads,
@@ -255,13 +265,31 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
         save_study(spec, trials, command)
         lock.close()
     return _report(spec, [t for t in trials if t.id in wanted], stopped,
-                   time.monotonic() - started)
+                   time.monotonic() - started, len(launched))
 
 
-def _report(spec: StudySpec, trials: list[Trial], stopped: int | None, seconds: float) -> int:
+def _finished_earlier(spec: StudySpec, trials: list[Trial]) -> list[Trial]:
+    """Mark the trials whose last run finished although the study file says otherwise (a
+    SIGKILLed sweep misses the end of a trial that finished meanwhile); returns them."""
+    from forgelab.core.launchers import finished_run
+
+    found = []
+    for trial in trials:
+        run_dir = finished_run(spec.study_dir / trial.id)
+        if run_dir is not None:
+            trial.status, trial.exit_code, trial.error = FINISHED, 0, None
+            trial.run_dir = str(run_dir)
+            trial.ended = (run_dir / "run.json").stat().st_mtime  # when it finished, not now
+            found.append(trial)
+    return found
+
+
+def _report(spec: StudySpec, trials: list[Trial], stopped: int | None, seconds: float,
+            ran: int) -> int:
     counts = summarize(trials)
     print(f"study {spec.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f" ({seconds:.1f} s); record: {spec.study_dir / STUDY_FILE}")
+          + f" (this sweep ran {ran} trial(s) in {seconds:.1f} s); record: "
+          f"{spec.study_dir / STUDY_FILE}")
     failed = [t for t in trials if t.status == FAILED]
     for trial in failed:
         print(f"  failed {trial.id} after {trial.attempts} attempt(s): {trial.error}\n"

@@ -256,3 +256,51 @@ def test_optuna_search_requeues_the_trial_a_killed_sweep_left_running() -> None:
     assert all(t["status"] == "finished" for t in seeds)
     values = [last_metric(Path(t["run_dir"]), "eval/return_mean") for t in seeds]
     assert best["value"] == pytest.approx(sum(values) / 2)
+
+
+def test_a_resume_reports_trials_that_finished_before_it_as_already_finished() -> None:
+    args = ["sweep", "cartpole-random", "seed=0:2", *SHORT, "--name", "stale", "--workers", "2"]
+    assert forgelab_cli(*args).returncode == 0
+    # What a SIGKILLed sweep leaves when a trial finishes after the kill: its run finished,
+    # the study file still says running.
+    path = Path("runs/stale/study.json")
+    record = json.loads(path.read_text())
+    record["trials"][0]["status"] = "running"
+    path.write_text(json.dumps(record))
+    finished_at = record["trials"][0]["ended"]
+
+    result = forgelab_cli("sweep", "--resume", "runs/stale")
+    assert result.returncode == 0, result.stderr
+    assert "0 of 2 trial(s) to run" in result.stdout
+    assert "c00-s0 already finished before this sweep" in result.stdout
+    assert not [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert "2 finished (this sweep ran 0 trial(s) in" in result.stdout
+    trial = trials("stale")["c00-s0"]
+    assert (trial["status"], trial["attempts"]) == ("finished", 1)
+    assert trial["ended"] <= finished_at + 5  # when it finished, not when the resume looked
+
+
+def test_an_optuna_resume_reports_only_what_it_runs() -> None:
+    args = [forgelab_exe(), "sweep", "cartpole-random", "env.num_envs=1,2", "seed=0:2",
+            "train.total_steps=100000", "train.video_every=null", "train.eval_every=50000",
+            "train.eval_episodes=2", "--search", "optuna", "--trials", "1", "--name", "optint",
+            "--workers", "2"]
+    env = {**user_env(), "WANDB_MODE": "disabled"}
+    sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    wait_for(lambda: Path("runs/optint/study.json").is_file()
+             and len(study("optint")["trials"]) == 2, "the configuration's trials")
+    roots = [Path(f"runs/optint/{t}") for t in trials("optint")]
+    held = hold_each(roots, lambda root: _progress(root) > 0)
+    sweep.send_signal(signal.SIGINT)
+    release(held)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert {t["status"] for t in trials("optint").values()} == {"interrupted"}
+
+    result = subprocess.run([forgelab_exe(), "sweep", "--resume", "runs/optint"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert sorted(line.split()[2] for line in progress) == ["finished", "finished"], progress
+    assert "interrupted" not in result.stdout  # the last sweep's ends are not news
