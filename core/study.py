@@ -486,8 +486,14 @@ def summarize(trials: list[Trial]) -> dict[str, int]:
     return counts
 
 
-def save_study(spec: StudySpec, trials: list[Trial], command: list[str] | None = None) -> Path:
-    """Write ``study.json`` atomically (one writer: the sweep process)."""
+def save_study(spec: StudySpec, trials: list[Trial], command: list[str] | None = None,
+               reruns: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``study.json`` atomically (one writer: the sweep process).
+
+    :param command: the sweep command; kept only when the study has none yet, so the record
+        says what made the study (a ``--resume`` would say nothing about its axes).
+    :param reruns: the later sweeps of the study (time and command), when they changed.
+    """
     path = spec.study_dir / STUDY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = {}
@@ -496,7 +502,8 @@ def save_study(spec: StudySpec, trials: list[Trial], command: list[str] | None =
     data = {"name": spec.name, "experiment": spec.experiment,
             "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": command or previous.get("command"),
+            "command": previous.get("command") or command,
+            "reruns": previous.get("reruns", []) if reruns is None else reruns,
             "summary": summarize(trials), "spec": spec_to_dict(spec),
             "trials": [asdict(t) for t in trials]}
     tmp = path.with_suffix(".tmp")

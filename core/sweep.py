@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import sys
 import time
 from pathlib import Path
@@ -213,6 +214,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
         return 0
     lock = _lock(spec)
     command = ["forgelab", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
+    reruns = _reruns(spec, command)
     earlier = _finished_earlier(spec, [t for t in trials if t.id in wanted and not t.done])
     todo = [t for t in trials if t.id in wanted and not t.done]
     total = len(todo) if not spec.search else "?"
@@ -221,7 +223,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
     launched: set[str] = set()  # trials this sweep started: only their ends are news
 
     def record(trial: Trial) -> None:
-        save_study(spec, trials, command)
+        save_study(spec, trials, command, reruns)
         if trial.status == RUNNING:
             launched.add(trial.id)
         elif trial.status == FINISHED and trial.id not in launched:
@@ -237,7 +239,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
             print(f"[{number}/{total}] {trial.id} {trial.status} (exit {trial.exit_code}"
                   f"{retry}){took}{extra}", flush=True)
 
-    save_study(spec, trials, command)
+    save_study(spec, trials, command, reruns)
     what = (f"Optuna search of {spec.search['trials']} configuration(s)" if spec.search else
             f"{total} of {len(wanted)} trial(s) to run")
     print(f"study {spec.name}: {what}, launcher "
@@ -262,10 +264,20 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
         else:
             stopped = launcher.launch(ctx) if todo else None
     finally:
-        save_study(spec, trials, command)
+        save_study(spec, trials, command, reruns)
         lock.close()
     return _report(spec, [t for t in trials if t.id in wanted], stopped,
                    time.monotonic() - started, len(launched))
+
+
+def _reruns(spec: StudySpec, command: list[str] | None) -> list[dict[str, Any]] | None:
+    """The study's later sweeps with this one added (None for the sweep that makes it): its
+    ``command`` stays the one that made it."""
+    path = spec.study_dir / STUDY_FILE
+    if not path.is_file() or command is None:
+        return None
+    previous = json.loads(path.read_text(encoding="utf-8")).get("reruns") or []
+    return [*previous, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}]
 
 
 def _finished_earlier(spec: StudySpec, trials: list[Trial]) -> list[Trial]:

@@ -304,3 +304,14 @@ def test_an_optuna_resume_reports_only_what_it_runs() -> None:
     progress = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert sorted(line.split()[2] for line in progress) == ["finished", "finished"], progress
     assert "interrupted" not in result.stdout  # the last sweep's ends are not news
+
+
+def test_a_resume_keeps_the_command_that_made_the_study_and_records_itself_apart() -> None:
+    args = ["sweep", "cartpole-random", "seed=0", *SHORT, "--name", "cmd"]
+    assert forgelab_cli(*args).returncode == 0
+    assert study("cmd")["command"] == ["forgelab", *args] and study("cmd")["reruns"] == []
+    assert forgelab_cli("sweep", "--resume", "runs/cmd").returncode == 0
+    record = study("cmd")
+    assert record["command"] == ["forgelab", *args]  # still what the study is
+    assert [r["command"] for r in record["reruns"]] == [
+        ["forgelab", "sweep", "--resume", "runs/cmd"]]
