@@ -315,3 +315,15 @@ def test_a_resume_keeps_the_command_that_made_the_study_and_records_itself_apart
     assert record["command"] == ["forgelab", *args]  # still what the study is
     assert [r["command"] for r in record["reruns"]] == [
         ["forgelab", "sweep", "--resume", "runs/cmd"]]
+
+
+def test_more_seeds_under_the_same_name_run_only_the_new_ones() -> None:
+    # what README's "Studies" says: the name, not the command, keeps the trials already done
+    assert forgelab_cli("sweep", "cartpole-random", "seed=0", *SHORT, "--name", "grow"
+                        ).returncode == 0
+    done = trials("grow")["c00-s0"]["run_dir"]
+    result = forgelab_cli("sweep", "cartpole-random", "seed=0:2", *SHORT, "--name", "grow")
+    assert result.returncode == 0 and "1 of 2 trial(s) to run" in result.stdout
+    assert trials("grow")["c00-s0"]["run_dir"] == done
+    unnamed = forgelab_cli("sweep", "cartpole-random", "seed=0:2", *SHORT, "--dry-run")
+    assert "runs/grow" not in unnamed.stdout and "0 finished" in unnamed.stdout  # a new study
