@@ -26,10 +26,12 @@ from forgelab.core.results import (
     RunRecord,
     curve_metric,
     default_metric,
+    family_metrics,
     find_run_dirs,
     group_runs,
     lower_is_better,
     read_run,
+    split_attempts,
     study_name,
     trials_without_runs,
 )
@@ -136,7 +138,9 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
     first = config.runs[0]
     metric = metric or default_metric(first)
     lower = lower_is_better(metric) if lower is None else lower
-    cmetric = curve_metric(metric, first)
+    # a finished run shows what is logged over time (a diverged one may have logged nothing)
+    cmetric = curve_metric(metric, next((r for r in config.runs if r.status == "finished"),
+                                        first))
     runs = [_run_entry(r, metric, threshold, lower, root) for r in config.runs]
     for entry, run in zip(runs, config.runs, strict=True):  # every seed's curve, as drawn
         steps, values = run.series(cmetric)
@@ -168,6 +172,14 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
     repeated = sorted({s for s in seeds if s is not None and seeds.count(s) > 1})
     if repeated:
         flags.append(f"seeds used more than once: {repeated}")
+    earlier = [{"run_id": r.run_id, "seed": r.seed, "status": r.status,
+                "trial": r.path.parent.parent.name,
+                "path": str(r.path if root is None else _relative(r.path, root))}
+               for r in config.earlier]
+    for trial in sorted({e["trial"] for e in earlier}):
+        statuses = [e["status"] for e in earlier if e["trial"] == trial]
+        flags.append(f"trial {trial} was retried: {len(statuses)} earlier attempt(s) "
+                     f"({', '.join(statuses)}) not counted, only its last run")
     if counts["no_metric"]:
         flags.append(f"{counts['no_metric']} finished run(s) never logged {metric}")
     if metric.startswith("train/"):
@@ -178,6 +190,7 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
         "axis": first.axis, "axis_label": AXIS_LABELS.get(first.axis, first.axis),
         "metric": metric, "lower_is_better": lower, "budgets": budgets, "counts": counts,
         "seeds": [e["seed"] for e in used], "runs": runs, "flags": flags,
+        "earlier_attempts": earlier,
         "aggregate": _aggregate([e["final"] for e in used], reps, seed),
         "config": config.key,
         # where the runs logged to W&B, so that `report --wandb` joins them
@@ -202,12 +215,23 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
     return entry
 
 
+def _configuration_metric(config: Configuration, by_family: dict[str | None, str]) -> str:
+    """The family's metric for the report, unless this configuration's finished runs never
+    log it (e.g. agents trained without evaluations): then their own headline metric."""
+    family = config.runs[0].family
+    metric = by_family.get(family.name if family else None) or default_metric(config.runs[0])
+    finished = [r for r in config.runs if r.status == "finished"]
+    if finished and not any(metric in r.metric_names() for r in finished):
+        return default_metric(finished[0])
+    return metric
+
+
 def load_configurations(paths: list[str | Path]) -> tuple[list[Configuration], list[str]]:
     """Run directories under ``paths`` grouped into configurations, and any study names."""
-    dirs = find_run_dirs(paths)
-    runs = [read_run(d) for d in dirs]
+    current, earlier = split_attempts(find_run_dirs(paths))
+    runs = [read_run(d) for d in current]
     studies = [n for n in (study_name(Path(p)) for p in paths if Path(p).is_dir()) if n]
-    return group_runs(runs), studies
+    return group_runs(runs, [read_run(d) for d in earlier]), studies
 
 
 def check_metric_logged(metric: str, runs: list[RunRecord], paths: list[str | Path]) -> None:
@@ -251,7 +275,9 @@ def analyse(paths: list[str | Path], metric: str | None = None, threshold: float
         check_metric_logged(metric, [run for config in configs for run in config.runs], paths)
     if root is None and len(paths) == 1 and Path(paths[0]).is_dir():
         root = Path(paths[0])  # run directories shown relative to the study / runs folder
-    analysed = [analyse_configuration(c, i, metric, threshold, lower, reps, seed, root)
+    by_family = family_metrics([run for config in configs for run in config.runs])
+    analysed = [analyse_configuration(c, i, metric or _configuration_metric(c, by_family),
+                                      threshold, lower, reps, seed, root)
                 for i, c in enumerate(configs)]
     metrics = sorted({c["metric"] for c in analysed})
     if threshold is not None and len(metrics) > 1:

@@ -329,6 +329,39 @@ def _walk(path: Path) -> Iterable[Path]:
             yield from _walk(child)
 
 
+def split_attempts(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``(current, earlier)``: a study's trial that was retried (``--retries``) left one run
+    directory per attempt in its folder, ``<study>/<trial id>/<experiment>/<run>``; only its
+    last attempt is the trial's result, so the earlier ones must not count as more seeds."""
+    by_trial: dict[Path, list[Path]] = {}
+    for run_dir in dirs:
+        trial = Path(run_dir).parent.parent
+        if any((trial.parent / name).is_file() for name in STUDY_FILES):
+            by_trial.setdefault(trial, []).append(run_dir)
+    earlier: set[Path] = set()
+    for trial, runs in by_trial.items():
+        if len(runs) > 1:
+            last = _last_attempt(trial, runs)
+            earlier.update(r for r in runs if r != last)
+    return [d for d in dirs if d not in earlier], [d for d in dirs if d in earlier]
+
+
+def _last_attempt(trial: Path, runs: list[Path]) -> Path:
+    """The run study.json records for the trial, else the one whose run.json was written last
+    (as the sweep itself picks it)."""
+    try:
+        data = json.loads((trial.parent / "study.json").read_text(encoding="utf-8"))
+        recorded = next((t.get("run_dir") for t in data.get("trials") or []
+                         if isinstance(t, dict) and t.get("id") == trial.name), None)
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded:
+        match = [r for r in runs if Path(r).resolve() == Path(recorded).resolve()]
+        if match:
+            return match[0]
+    return max(runs, key=lambda r: ((Path(r) / RUN_INFO).stat().st_mtime, Path(r).name))
+
+
 def study_name(path: Path) -> str | None:
     """The name in a study file (``study.json`` / ``study.yaml``) of ``path``, if any."""
     for name in STUDY_FILES:
@@ -377,6 +410,8 @@ class Configuration:
     key: dict[str, Any]
     runs: list[RunRecord]
     label: str = ""
+    # earlier attempts of retried study trials: listed, never counted
+    earlier: list[RunRecord] = field(default_factory=list)
 
     @property
     def hash(self) -> str:
@@ -389,14 +424,19 @@ class Configuration:
         return max(set(names), key=names.count)
 
 
-def group_runs(runs: list[RunRecord]) -> list[Configuration]:
+def group_runs(runs: list[RunRecord], earlier: Iterable[RunRecord] = ()) -> list[Configuration]:
     """Group runs into configurations, labelled by experiment name plus the keys in which
-    configurations of the same experiment differ."""
+    configurations of the same experiment differ; ``earlier`` attempts of retried trials are
+    attached to their configuration without counting in it."""
     groups: dict[str, Configuration] = {}
     for run in runs:
         key = run.group_key()
         text = json.dumps(key, sort_keys=True, default=str)
         groups.setdefault(text, Configuration(key=key, runs=[])).runs.append(run)
+    for run in earlier:
+        text = json.dumps(run.group_key(), sort_keys=True, default=str)
+        if text in groups:
+            groups[text].earlier.append(run)
     configs = list(groups.values())
     for config in configs:
         config.runs.sort(key=lambda r: (r.seed if r.seed is not None else math.inf, r.run_id))
@@ -429,6 +469,24 @@ def default_metric(run: RunRecord) -> str:
             if name.startswith(prefix):
                 return name
     return headline[0] if headline else "?"
+
+
+def family_metrics(runs: list[RunRecord]) -> dict[str | None, str]:
+    """The headline metric of each family in a report (keyed by family name): the first of
+    the family's headline metrics that any of its runs logged, so that every configuration is
+    judged on the same metric (a configuration whose runs all diverged before evaluating keeps
+    the evaluation metric and is counted as diverged, not headlined by training returns)."""
+    by_family: dict[str | None, list[RunRecord]] = {}
+    for run in runs:
+        by_family.setdefault(run.family.name if run.family else None, []).append(run)
+    chosen = {}
+    for name, members in by_family.items():
+        family = members[0].family
+        headline = family.headline_metrics if family else ("eval/", "test/", "val/")
+        logged = [n for run in members for n in run.metric_names()]
+        chosen[name] = next((n for prefix in headline for n in logged if n.startswith(prefix)),
+                            headline[0] if headline else "?")
+    return chosen
 
 
 def curve_metric(metric: str, run: RunRecord) -> str:

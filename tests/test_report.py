@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_metrics, run_experiment, user_env, wandb_history, wandb_records
+from conftest import (
+    forgelab_cli,
+    read_metrics,
+    run_experiment,
+    user_env,
+    wandb_history,
+    wandb_records,
+)
 
 from forgelab.core import stats
 from forgelab.core.cli import main
@@ -357,3 +364,27 @@ def test_trials_of_a_live_or_killed_sweep_are_found_in_their_trial_folders(lab, 
     assert main(["report", str(study), "--reps", "100"]) == 0  # killed outright: unfinished
     printed = capsys.readouterr().out
     assert "n=1 of 2 runs (1 unfinished)" in printed and "left no run" not in printed
+
+
+def test_a_retried_trial_counts_once_and_every_configuration_has_the_study_metric(tmp_path,
+                                                                                  capsys):
+    # a real sweep: the 1e30 learning rate diverges at its first update, and is retried once
+    proc = forgelab_cli("sweep", "cartpole-ppo", "agent.learning_rate=1e30,1e-3", "seed=0",
+                        "train.total_steps=1024", "train.eval_episodes=2",
+                        "train.video_every=1000000", "tracking.mode=disabled", "--retries", "1",
+                        "--workers", "2", "--name", "div", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    study = tmp_path / "runs" / "div"
+    assert len(list((study / "c00-s0").glob("cartpole-ppo/*/run.json"))) == 2  # two attempts
+    assert main(["report", str(study), "--reps", "100"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((study / "report" / "report.json").read_text())
+    diverged = next(c for c in report["configurations"] if c["config"][
+        "agent_options.learning_rate"] == 1e30)
+    assert diverged["counts"] == {"total": 1, "diverged": 1, "no_metric": 0}
+    assert [r["seed"] for r in diverged["runs"]] == [0]
+    assert not any("more than once" in f for f in diverged["flags"])
+    assert any("1 earlier attempt" in f for f in diverged["flags"])
+    assert len(diverged["earlier_attempts"]) == 1
+    assert {c["metric"] for c in report["configurations"]} == {"eval/return_mean"}
+    assert "n=0 of 1 runs (1 diverged)" in printed and "train/episode_return" not in printed
