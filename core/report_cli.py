@@ -67,7 +67,9 @@ def _print_summary(report: dict[str, Any], out: Path | None) -> None:
         agg, counts = conf["aggregate"], conf["counts"]
         others = ", ".join(f"{v} {k}" for k, v in counts.items()
                            if k not in ("total", "finished", "no_metric") and v)
-        line = (f"{conf['label']} [{conf['hash']}]  {conf['metric']}: n={agg['n']} of "
+        # the hash once: a label carries it already when nothing else told it apart
+        tag = "" if conf["label"].endswith(f"[{conf['hash']}]") else f" [{conf['hash']}]"
+        line = (f"{conf['label']}{tag}  {conf['metric']}: n={agg['n']} of "
                 f"{counts['total']} runs" + (f" ({others})" if others else ""))
         if agg["n"]:
             line += f"  IQM {fmt(agg['iqm'])}"
@@ -124,6 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from forgelab.core import report as rep
     from forgelab.core.report_html import fmt
+    from forgelab.core.results import describe, differing_keys
 
     refs = rep.parse_references(args.reference)
     kwargs = dict(metric=args.metric, lower=args.lower, reps=args.reps, seed=args.seed)
@@ -133,13 +136,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for task in comparison["tasks"]:
         ca = next(c for c in a["configurations"] if c["id"] == task["a"])
         cb = next(c for c in b["configurations"] if c["id"] == task["b"])
-        keys = sorted(k for k in set(ca["config"]) | set(cb["config"])
-                      if ca["config"].get(k) != cb["config"].get(k))
+        keys = differing_keys([ca["config"], cb["config"]])
         for conf in (ca, cb):
             if keys and conf["label"] == conf["experiment"]:
-                shown = ", ".join(f"{k.replace('_options', '')}={conf['config'].get(k)}"
-                                  for k in keys[:3])
-                conf["label"] += f" ({shown}{f' +{len(keys) - 3} more' if len(keys) > 3 else ''})"
+                conf["label"] += f" ({describe(conf['config'], keys)})"
         task["a_label"], task["b_label"] = ca["label"], cb["label"]
     confs = a["configurations"] + b["configurations"]
     for i, conf in enumerate(confs):

@@ -441,21 +441,48 @@ def group_runs(runs: list[RunRecord], earlier: Iterable[RunRecord] = ()) -> list
     for config in configs:
         config.runs.sort(key=lambda r: (r.seed if r.seed is not None else math.inf, r.run_id))
         same_name = [c for c in configs if c.experiment == config.experiment]
-        if len(same_name) > 1:
-            differing = sorted(k for k in set().union(*(c.key for c in same_name))
-                               if len({json.dumps(c.key.get(k), default=str)
-                                       for c in same_name}) > 1)
-            parts = [f"{k.replace('_options', '')}={config.key.get(k)}" for k in differing[:3]]
-            more = f" +{len(differing) - 3} more" if len(differing) > 3 else ""
-            config.label = f"{config.experiment} ({', '.join(parts)}{more})"
-        else:
-            config.label = config.experiment
+        keys = differing_keys([c.key for c in same_name]) if len(same_name) > 1 else []
+        config.label = config.experiment + (f" ({describe(config.key, keys)})" if keys else "")
     labels = [c.label for c in configs]
-    for config in configs:  # identical labels (e.g. differences past the first three keys)
+    for config in configs:  # identical labels (values that print alike, e.g. 1 and "1")
         if labels.count(config.label) > 1:
             config.label += f" [{config.hash}]"
     configs.sort(key=lambda c: c.label)
     return configs
+
+
+def differing_keys(keys: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ between configurations, those that tell them apart first:
+    picked greedily, each the one that splits the configurations into the most groups (then
+    the one with the most values, then by name), until every configuration is told apart;
+    the keys left follow in name order. A label shows the first few, so a key that differs in
+    only two of ten configurations is not hidden behind ones that merely follow it."""
+    def text(key: dict[str, Any], name: str) -> str:
+        return json.dumps(key.get(name), sort_keys=True, default=str)
+
+    left = sorted(k for k in set().union(*keys) if len({text(c, k) for c in keys}) > 1)
+    chosen: list[str] = []
+    groups = 1
+    while left and groups < len(keys):
+        def split(name: str) -> tuple[int, int]:
+            parts = {tuple(text(c, k) for k in [*chosen, name]) for c in keys}
+            return len(parts), len({text(c, name) for c in keys})
+
+        best = min(left, key=lambda name: (-split(name)[0], -split(name)[1], name))
+        if split(best)[0] <= groups:
+            break  # no key tells the rest apart
+        groups = split(best)[0]
+        chosen.append(best)
+        left.remove(best)
+    return chosen + left
+
+
+def describe(key: dict[str, Any], names: list[str], shown: int = 3) -> str:
+    """``agent.n_steps=64, agent.gamma=0.98 +2 more``: the first ``shown`` of ``names``
+    (``_options`` dropped from the section), and how many more differ."""
+    parts = [f"{k.replace('_options', '')}={key.get(k)}" for k in names[:shown]]
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(parts) + more
 
 
 def default_metric(run: RunRecord) -> str:

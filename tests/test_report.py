@@ -388,3 +388,22 @@ def test_a_retried_trial_counts_once_and_every_configuration_has_the_study_metri
     assert len(diverged["earlier_attempts"]) == 1
     assert {c["metric"] for c in report["configurations"]} == {"eval/return_mean"}
     assert "n=0 of 1 runs (1 diverged)" in printed and "train/episode_return" not in printed
+
+
+def test_labels_show_the_keys_that_tell_configurations_apart_first(tmp_path, capsys):
+    # three configurations differing in four keys; only train.eval_episodes (last in
+    # alphabetical order) tells the second and third apart
+    shared = ["env.max_episode_steps=100", "env.num_envs=2", "threads=2"]
+    for overrides in ([], [*shared, "train.eval_episodes=2"], [*shared]):
+        run_experiment("cartpole-random", *FAST, "train.total_steps=500", *overrides,
+                       output_dir=tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs"), "--reps", "100"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("cartpole-random")]
+    report = json.loads((tmp_path / "runs" / "report" / "report.json").read_text())
+    labels = [c["label"] for c in report["configurations"]]
+    assert len(set(labels)) == 3 and not any("[" in label for label in labels)
+    assert sum("train.eval_episodes=" in label for label in labels) == 3
+    for line, conf in zip(lines, report["configurations"], strict=True):
+        assert line.count(conf["hash"]) == 1
