@@ -188,6 +188,7 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
         "index": index, "id": f"c{index}", "label": config.label, "hash": config.hash,
         "experiment": config.experiment, "component": first.component, "task": first.task,
         "axis": first.axis, "axis_label": AXIS_LABELS.get(first.axis, first.axis),
+        "unit_label": first.family.unit_label if first.family else "steps",
         "metric": metric, "lower_is_better": lower, "budgets": budgets, "counts": counts,
         "seeds": [e["seed"] for e in used], "runs": runs, "flags": flags,
         "earlier_attempts": earlier,
@@ -206,7 +207,9 @@ def analyse_configuration(config: Configuration, index: int, metric: str | None,
             "value": threshold, "reached": reached, "n": len(runs),
             "fraction": reached / len(runs) if runs else None,
             "wilson": list(stats.wilson_interval(reached, len(runs))),
-            "median_steps": _finite(med),
+            # steps and epochs are counts: a whole median prints as one (2, not 2.00)
+            "median_steps": int(med) if math.isfinite(med) and med.is_integer()
+            else _finite(med),
             # more than half the seeds missed: the median is only known to exceed the budget
             "median_censored": bool(runs) and not math.isfinite(med),
             "budget": max(budgets) if budgets else None,
@@ -379,6 +382,7 @@ def compare(report_a: dict[str, Any], report_b: dict[str, Any],
     agg_a = stats.stratified_bootstrap_ci(xs, "iqm", reps=reps, seed=seed)
     agg_b = stats.stratified_bootstrap_ci(ys, "iqm", reps=reps, seed=seed)
     return {
+        "warnings": _compare_warnings(sides, tasks),
         "tasks": per_task, "metric": metrics.pop(), "lower_is_better": lower,
         "normalised": bool(references), "n_a": sum(x.size for x in xs),
         "n_b": sum(y.size for y in ys),
@@ -387,6 +391,30 @@ def compare(report_a: dict[str, Any], report_b: dict[str, Any],
         "iqm_b": agg_b[0], "iqm_b_ci": [agg_b[1], agg_b[2]],
         "same_seeds": all(t["same_seeds"] for t in per_task),
     }
+
+
+def _compare_warnings(sides: dict[str, dict[str, dict[str, Any]]],
+                      tasks: list[str]) -> list[str]:
+    """What makes A against B meaningless or unfair even when the numbers compute: the same
+    runs on both sides (A against A says 'no difference' whatever the method), or sides
+    trained for different budgets (the longer one wins by training longer)."""
+    warnings = []
+    for task in tasks:
+        a, b = sides["A"][task], sides["B"][task]
+        where = f" on {task}" if len(tasks) > 1 else ""
+        # a run id is drawn at random per run: the same id is the same run (or its copy)
+        shared = {r["run_id"] for r in a["runs"]} & {r["run_id"] for r in b["runs"]}
+        if shared:
+            warnings.append(f"A and B share {len(shared)} of their runs{where}: they are not "
+                            "two independent sets of seeds")
+        if a["budgets"] != b["budgets"]:
+            def show(budgets: list[int]) -> str:
+                return "/".join(f"{x:,}" for x in budgets) or "?"
+
+            warnings.append(f"A and B were trained with different budgets{where}: A "
+                            f"{show(a['budgets'])}, B {show(b['budgets'])} "
+                            f"{a.get('unit_label', 'steps')}")
+    return warnings
 
 
 # ------------------------------------------------------------------------------ writing

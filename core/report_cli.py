@@ -86,7 +86,7 @@ def _print_summary(report: dict[str, Any], out: Path | None) -> None:
             lo, hi = t["wilson"]
             steps = (f"> {fmt(t['budget'])}" if t["median_censored"] else fmt(t["median_steps"]))
             print(f"    reached {fmt(t['value'])}: {t['reached']}/{t['n']} seeds "
-                  f"[{fmt(lo)}, {fmt(hi)}]; median steps to it {steps}")
+                  f"[{fmt(lo)}, {fmt(hi)}]; median {conf['unit_label']} to it {steps}")
         for flag in conf["flags"]:
             print(f"    ! {flag}")
     for trial in report.get("trials_without_runs", []):
@@ -156,6 +156,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print((out / "report.json").read_text(encoding="utf-8"), end="")
         return 0
     _print_summary(data, None)
+    for warning in comparison["warnings"]:
+        print(f"! {warning}")
     lo, hi = comparison["probability_of_improvement_ci"]
     better = "lower" if comparison["lower_is_better"] else "higher"
     print(f"P(A better than B) = {fmt(comparison['probability_of_improvement'])} "

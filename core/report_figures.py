@@ -47,6 +47,16 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-").lower()
 
 
+def curve_legend(conf: dict[str, Any]) -> str:
+    """The IQM line's legend: over how many runs (the count the summary's n=... of ... uses;
+    seeds may repeat), and the most that any one step had when runs evaluated at different
+    steps."""
+    runs = sum(1 for run in conf["runs"] if run["curve"]["steps"])
+    at_once = max(conf["curve"]["n"], default=0)
+    text = f"{conf['label']}: IQM of {runs} run{'s' if runs != 1 else ''}"
+    return text + (f" (at most {at_once} at one step)" if at_once < runs else "")
+
+
 def curves_figure(confs: list[dict[str, Any]], path: Path, threshold: float | None) -> None:
     """Per-seed thin lines and the IQM over seeds with its 95% bootstrap band."""
     plt = _plt()
@@ -65,9 +75,8 @@ def curves_figure(confs: list[dict[str, Any]], path: Path, threshold: float | No
         curve = conf["curve"]
         xs = curve["steps"]
         ys = [math.nan if v is None else v for v in curve["iqm"]]
-        n_max = max(curve["n"]) if curve["n"] else 0
         ax.plot(xs, ys, color=colour, linewidth=2.4, marker="o" if len(xs) < 3 else None,
-                label=f"{conf['label']}: IQM of {n_max} seed{'s' if n_max != 1 else ''}")
+                label=curve_legend(conf))
         lo = [math.nan if v is None else v for v in curve["low"]]
         hi = [math.nan if v is None else v for v in curve["high"]]
         if any(not math.isnan(v) for v in lo):

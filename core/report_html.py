@@ -67,7 +67,9 @@ def _summary_table(report: dict[str, Any]) -> str:
             "<th>not finished</th><th>n</th><th>IQM [95% CI]</th>"
             "<th>median [95% CI]</th><th>mean ± sd</th><th>min – max</th>")
     if thr:
-        head += "<th>reached threshold [95% Wilson]</th><th>median steps to threshold</th>"
+        units = {c.get("unit_label", "steps") for c in report["configurations"]}
+        unit = units.pop() if len(units) == 1 else "steps or epochs"
+        head += f"<th>reached threshold [95% Wilson]</th><th>median {_e(unit)} to threshold</th>"
     rows = [head + "</tr>"]
     for conf in report["configurations"]:
         p = f"configurations.{conf['index']}"
@@ -190,6 +192,7 @@ def _comparison(comp: dict[str, Any]) -> str:
                     f"<td>{num(t['mann_whitney_u'], q + '.mann_whitney_u')}</td>"
                     f"<td>{num(t['p_value'], q + '.p_value')}</td></tr>")
     parts.append("<table>" + "\n".join(rows) + "</table>")
+    parts += [f'<p class="flag">⚠ {_e(w)}</p>' for w in comp.get("warnings", [])]
     return "\n".join(parts)
 
 

@@ -407,3 +407,53 @@ def test_labels_show_the_keys_that_tell_configurations_apart_first(tmp_path, cap
     assert sum("train.eval_episodes=" in label for label in labels) == 3
     for line, conf in zip(lines, report["configurations"], strict=True):
         assert line.count(conf["hash"]) == 1
+
+
+def test_the_curve_legend_counts_the_runs_the_summary_counts(lab, tmp_path, capsys):
+    # three runs evaluated every 500 steps and a shorter one evaluated at its end only: no
+    # step has all four, but the IQM curve is drawn from four runs, as n=4 of 4 says
+    from forgelab.core.report_figures import curve_legend
+
+    for run in lab["b"]:
+        shutil.copytree(run, tmp_path / "runs" / run.name)
+    run_experiment("cartpole-random", "seed=3", "env.num_envs=2", *FAST,
+                   "train.total_steps=400", output_dir=tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs"), "--reps", "100"]) == 0
+    assert "n=4 of 4 runs" in capsys.readouterr().out
+    (conf,) = json.loads((tmp_path / "runs" / "report" / "report.json").read_text())[
+        "configurations"]
+    assert max(conf["curve"]["n"]) == 3
+    legend = curve_legend(conf)
+    assert "IQM of 4 runs" in legend and "seeds" not in legend
+
+
+def test_a_generative_threshold_is_in_epochs(tmp_path, capsys):
+    run_experiment("digits-vae", "train.epochs=2", "train.eval_every=1", "model.nll_samples=5",
+                   "tracking.mode=disabled", output_dir=tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs"), "--threshold", "1000", "--reps", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "reached 1,000: 1/1 seeds" in printed and "median epochs to it 2\n" in printed
+    html = (tmp_path / "runs" / "report" / "index.html").read_text()
+    assert "median epochs to threshold" in html
+
+
+def test_compare_warns_about_the_same_runs_and_different_budgets(lab, tmp_path, capsys):
+    base = lab["base"]
+    assert main(["compare", str(base / "B"), str(base / "B"), "--out", str(tmp_path / "same"),
+                 "--reps", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "! A and B share 3 of their runs" in printed
+    warnings = json.loads((tmp_path / "same" / "report.json").read_text())["comparison"][
+        "warnings"]
+    assert len(warnings) == 1
+    for seed in (0, 1):
+        run_experiment("cartpole-random", f"seed={seed}", "env.num_envs=2", *FAST,
+                       "train.total_steps=1000", output_dir=tmp_path / "short")
+    capsys.readouterr()
+    assert main(["compare", str(base / "B"), str(tmp_path / "short"), "--out",
+                 str(tmp_path / "budgets"), "--reps", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "! A and B were trained with different budgets: A 2,000, B 1,000" in printed
+    assert "different budgets" in (tmp_path / "budgets" / "index.html").read_text()
