@@ -27,6 +27,7 @@ import yaml
 
 from forgelab.core.errors import ForgelabError
 from forgelab.core.family import Family, family_of_data
+from forgelab.core.runlock import lock_held
 
 CONFIG_FILE, RUN_INFO, METRICS_FILE = "config.yaml", "run.json", "metrics.jsonl"
 STUDY_FILES = ("study.json", "study.yaml", "study.yml")
@@ -121,7 +122,7 @@ class RunRecord:
         run.lock), or unfinished (killed outright: run.json still says running)."""
         status = str(self.info.get("status") or "unfinished")
         if status == "running":
-            return "running" if run_lock_held(self.path) else "unfinished"
+            return "running" if lock_held(self.path) else "unfinished"
         return status
 
     @cached_property
@@ -217,44 +218,6 @@ class RunRecord:
         flat = _flatten(self.config)
         return {k: v for k, v in sorted(flat.items())
                 if k not in IGNORED_KEYS and k.split(".")[0] not in IGNORED_KEYS}
-
-
-def run_lock_held(run_dir: Path) -> bool:
-    """Whether a live process on this machine holds the run's ``run.lock`` (a run killed
-    outright leaves the file, but the kernel dropped its lock).
-
-    The lock is only probed when the pid it names is alive here, so a report never touches
-    the lock of a dead run that a ``--resume`` may be taking; a run of another host cannot
-    be told from a killed one and counts as unfinished.
-    """
-    import fcntl
-    import os
-    import socket
-
-    try:
-        holder = json.loads((Path(run_dir) / "run.lock").read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return False
-    pid = holder.get("pid") if isinstance(holder, dict) else None
-    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, another user's
-    try:
-        fd = os.open(Path(run_dir) / "run.lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:  # a shared probe fails only while the runner holds its exclusive lock
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the probe's lock when it was granted
-    return False
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

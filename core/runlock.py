@@ -88,3 +88,39 @@ def _read(fd: int) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether a live process on this machine holds the run's ``run.lock`` (a run killed
+    outright leaves the file, but the kernel dropped its lock).
+
+    The lock is only probed when the pid it names is alive here, so a report never touches
+    the lock of a dead run that a ``--resume`` may be taking; a run of another host cannot
+    be told from a killed one and counts as unfinished.
+    """
+    import fcntl
+
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return False
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:  # a shared probe fails only while the runner holds its exclusive lock
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the probe's lock when it was granted
+    return False
