@@ -11,6 +11,7 @@ The runner calls, in order::
     component = factory(options, ctx)
     component.load_state_dict(state)      # only when resuming
     ctx.loop.start(component.step)
+    ctx.loop.catch_up(component)          # on resume: an evaluation a stop cut short
     component.fit()                       # returns when done or when ctx.stop_requested
     ctx.checkpoints.save(component)       # always, also after Ctrl-C / SIGTERM
 
@@ -19,6 +20,9 @@ scheduled evaluation (``component.periodic_evaluation(video)``), ``best`` and pe
 checkpoints and the progress bar happen there (:mod:`forgelab.core.loop`).
 
 ``fit`` must be resumable: after ``load_state_dict`` it continues from the saved step counters.
+``periodic_evaluation`` may therefore run before ``fit`` (``catch_up``); stopped part-way (it
+should check ``ctx.stop_requested``), it returns without the family's best metric, which is how
+the loop knows to make it again on resume.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ SIGTERM cut short, which the resumed run makes first) is saved in every checkpoi
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -58,20 +59,24 @@ class TrainingLoop:
         """Called by the runner before ``fit``: marks are counted from ``step``."""
         self.last_step = step
         self._clock = (step, time.perf_counter(), 0.0)
-
-    def finish_unfinished(self, component: Any) -> None:
-        """Called by the runner on resume, before ``fit``: the evaluation a stop cut short runs
-        now, at the step it was due. The checkpoint was saved when the run stopped, right
-        after that update, so the component is as it was then and the evaluation is the one
-        an uninterrupted run makes (a cut final evaluation would otherwise never run: ``fit``
-        has nothing left to train)."""
-        if self.unfinished is None:
-            return
-        step, video = self.unfinished
-        self.unfinished = None
-        if step == int(getattr(component, "step", -1)):
-            self.evaluate(component, step, video)
         self._next_mark = self._first_mark_after(step)
+
+    def catch_up(self, component: Any) -> None:
+        """Called by the runner after :meth:`start`, before ``fit``: on resume, the evaluation a
+        stop cut short runs now, at the step it was due. The checkpoint was saved when the run
+        stopped, right after that update, so the component is as it was then and this is the
+        evaluation an uninterrupted run makes. A run at its budget without its final
+        evaluation gets that one (``fit`` has nothing left to train, so it would never run)."""
+        step = int(getattr(component, "step", 0))
+        due, self.unfinished = self.unfinished, None
+        if due is not None and due[0] != step:
+            print(f"warning: the evaluation at step {due[0]} that a stop cut short is not made "
+                  f"again: the checkpoint resumed from is at step {step}", file=sys.stderr)
+            due = None
+        if due is None and step >= self.budget and self.last_eval_step != step:
+            due = (step, bool(self.ctx.config.train.video_every))
+        if due is not None:
+            self.evaluate(component, *due)
 
     def _first_mark_after(self, step: int) -> int:
         """The smallest step that crosses an eval / video / checkpoint mark after ``step``,

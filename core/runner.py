@@ -476,7 +476,7 @@ def _fit(run: PreparedRun, run_dir: Path, info: dict[str, Any], resume: bool,
         with _stop_on_signals(ctx):
             try:
                 ctx.loop.start(int(getattr(component, "step", 0)))
-                ctx.loop.finish_unfinished(component)
+                ctx.loop.catch_up(component)
                 component.fit()
                 ctx.checkpoints.save(component)
             except KeyboardInterrupt as exc:

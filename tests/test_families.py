@@ -180,6 +180,27 @@ def test_an_evaluation_cut_by_a_stop_runs_first_on_resume(cut_at: int,
     assert read_run(run_dir).status == "finished"
 
 
+def test_a_run_at_its_budget_without_its_final_evaluation_gets_it_on_resume(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint at the budget whose loop state has no final evaluation (written before the
+    loop kept cut evaluations) is still finished properly by a resume."""
+    monkeypatch.setattr(CutShort, "CUT_AT", {40})
+    host = _host()
+    plugin = types.ModuleType("cut_plugin")
+    plugin.register_agents = hookimpl(lambda register: register("cut", CutShort))
+    host.add_plugin(plugin, "cut")
+    config = validate_experiment({"agent": "cut", "env": "CartPole-v1", "tracking": {
+        "mode": "disabled"}, "train": {"total_steps": 40, "eval_every": 10}})
+    run_dir = runner.train(config, host=host, show_progress=False)
+    state_file = run_dir / "checkpoints" / "step-000000040" / "state.pt"
+    state = torch.load(state_file, weights_only=True)
+    del state["loop"]["unfinished_eval"]
+    torch.save(state, state_file)
+    runner.resume(run_dir, host=host, show_progress=False)
+    evals = [r["global_step"] for r in read_metrics(run_dir) if "eval/return_mean" in r]
+    assert evals == [10, 20, 30, 40]
+
+
 # ------------------------------------------- a third family, entirely from a plugin
 # This module is the family's experiment class and support module ("test_families:...").
 class CounterExperiment(ExperimentConfig):
