@@ -50,10 +50,9 @@ MAX_EVAL_ENVS = 16  # envs a batched evaluation plays at once
 def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record: int = 0,
                  max_frames: int = 1000, should_stop: Callable[[], bool] | None = None,
                  max_steps: int = MAX_EPISODE_STEPS) -> EpisodeResults:
-    """Play ``episodes`` full episodes with ``policy``; episode ``i`` is reset with ``seed + i``.
-
-    Training evaluations (:class:`PolicyEvaluator`), ``forgelab eval --episodes/--video`` and
-    ``forgelab watch`` all play through here.
+    """Play ``episodes`` full episodes with ``policy``, one after the other; episode ``i`` is
+    reset with ``seed + i``. ``forgelab watch`` and the random agent play through here;
+    training evaluations and ``forgelab eval`` through :func:`run_episodes_batched`.
 
     :param record: keep ``env.render()`` frames of the first ``record`` episodes (needs
         ``render_mode="rgb_array"``), at most ``max_frames`` per episode, as ``videos``.
@@ -61,44 +60,47 @@ def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record:
         the results hold the episodes finished so far.
     :param max_steps: an episode is cut (counted as truncated) after this many steps.
     """
-    results = EpisodeResults()
-    for episode in range(episodes):
-        if should_stop is not None and should_stop():
-            break
-        obs, _ = env.reset(seed=seed + episode)
-        frames = [np.asarray(env.render())] if episode < record else None
-        total, length, done = 0.0, 0, False
-        while not done:
-            if should_stop is not None and should_stop():
-                return results  # the unfinished episode is not counted
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            length += 1
-            done = bool(terminated or truncated) or length >= max_steps
-            if frames is not None and len(frames) < max_frames:
-                frames.append(np.asarray(env.render()))
-        results.returns.append(total)
-        results.lengths.append(length)
-        if frames is not None:
-            results.videos.append(frames)
-    return results
+    return _play([env], lambda observations: [policy(observations[0])], episodes, seed,
+                 record, max_frames, should_stop, max_steps)
 
 
 def run_episodes_batched(envs: Sequence[gym.Env], policy: BatchPolicy, episodes: int, seed: int,
                          record: int = 0, max_frames: int = 1000,
                          should_stop: Callable[[], bool] | None = None,
                          max_steps: int = MAX_EPISODE_STEPS) -> EpisodeResults:
-    """The episodes of :func:`run_episodes` (episode ``i`` reset with ``seed + i``, the first
-    ``record`` recorded), played ``len(envs)`` at a time with one ``policy`` call per step for
-    all of them.
+    """The episodes of :func:`run_episodes`, played ``len(envs)`` at a time with one ``policy``
+    call per step for all of them (observations stacked by :func:`stack_observations`).
 
     Why: with the small networks of CartPole-sized tasks a batch-of-one policy call costs more
     than the env step, and an evaluation every few thousand steps costs as much as the training
-    between them. An env whose episode ends starts the next unplayed one; an episode depends only
-    on its seed and the policy, so a deterministic policy scores every episode as
-    :func:`run_episodes` does (up to float ties between actions). The results are in episode
-    order; when ``should_stop`` ends the play early they hold the episodes finished so far.
+    between them. An episode depends only on its seed and the policy, so a deterministic policy
+    scores every episode as :func:`run_episodes` does (up to float ties between actions); a
+    stochastic one draws its actions in another order.
     """
+    return _play(envs, lambda observations: policy(stack_observations(observations)), episodes,
+                 seed, record, max_frames, should_stop, max_steps)
+
+
+def stack_observations(observations: list[Any]) -> Any:
+    """Observations of several envs as one batch: arrays stacked on a new first axis; those of
+    ``Dict`` and ``Tuple`` spaces entry by entry (as vector envs and SB3's MultiInputPolicy
+    take them)."""
+    first = observations[0]
+    if isinstance(first, dict):
+        return {key: stack_observations([obs[key] for obs in observations]) for key in first}
+    if isinstance(first, tuple):
+        return tuple(stack_observations([obs[i] for obs in observations])
+                     for i in range(len(first)))
+    return np.stack(observations)
+
+
+def _play(envs: Sequence[gym.Env], act: Callable[[list[Any]], Any], episodes: int, seed: int,
+          record: int, max_frames: int, should_stop: Callable[[], bool] | None,
+          max_steps: int) -> EpisodeResults:
+    """The loop of both: every env plays an episode, ``act(observations of the playing envs)``
+    gives their actions; an env whose episode ends starts the next unplayed one (so one env
+    plays the episodes in order). Results are in episode order; when ``should_stop`` ends the
+    play early they hold the episodes finished so far."""
     width = min(len(envs), episodes)
     results: dict[int, tuple[float, int, list[np.ndarray] | None]] = {}
     playing = [-1] * width  # the episode each env plays (-1: none left)
@@ -117,12 +119,14 @@ def run_episodes_batched(envs: Sequence[gym.Env], policy: BatchPolicy, episodes:
         frames[slot] = [np.asarray(env.render())] if episode < record else None
 
     for slot in range(width):
+        if should_stop is not None and should_stop():
+            break
         start(slot)
     while True:
         active = [slot for slot in range(width) if playing[slot] >= 0]
         if not active or (should_stop is not None and should_stop()):
             break
-        actions = policy(np.stack([obs[slot] for slot in active]))
+        actions = act([obs[slot] for slot in active])
         for slot, action in zip(active, actions, strict=True):
             env = envs[slot]
             obs[slot], reward, terminated, truncated, _ = env.step(

@@ -126,26 +126,31 @@ def to_uint8_frames(frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
 def write_frames_mp4(path: Path, frames: np.ndarray | Iterable[np.ndarray], fps: int) -> Path:
     """Frames ((T, H, W, C) or (T, C, H, W), uint8 or floats in [0, 1]) as an H.264 MP4.
 
-    Frames given one by one (a recorded episode: a list of ``env.render()`` arrays) are
-    converted and written one at a time: stacking an episode of CartPole's 400x600 frames into
-    one array copies 300 MB and takes longer than encoding it. H.264 wants even sizes: an odd
-    height or width is padded by one pixel rather than resampled.
+    A list of (H, W, 3) uint8 frames (a recorded episode: ``env.render()`` arrays) is written
+    as it is, frame by frame: stacking an episode of CartPole's 400x600 frames into one array
+    copies 300 MB and takes longer than encoding it. Anything else is converted as one video
+    (one scale for all its frames). H.264 wants even sizes: an odd height or width is padded by
+    one pixel rather than resampled.
     """
     import imageio.v2 as imageio
 
-    if isinstance(frames, np.ndarray):
-        frames = to_uint8_frames(frames)
+    if not isinstance(frames, np.ndarray):
+        frames = list(frames)
+    if isinstance(frames, np.ndarray) or any(not _rgb_uint8(frame) for frame in frames):
+        frames = to_uint8_frames(frames)  # converted as one video: one scale for all frames
     # x264 "veryfast": a third less encoding time than its default, and no larger on these frames
     with imageio.get_writer(path, fps=fps, macro_block_size=1,
                             ffmpeg_params=["-preset", "veryfast"]) as writer:
         for frame in frames:
-            if not (frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[-1] == 3):
-                frame = to_uint8_image(frame)
             pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
             if pad_h or pad_w:
                 frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             writer.append_data(frame)
     return path
+
+
+def _rgb_uint8(frame: np.ndarray) -> bool:
+    return frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[-1] == 3
 
 
 def to_uint8_image(image: np.ndarray) -> np.ndarray:

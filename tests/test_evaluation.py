@@ -83,3 +83,44 @@ def test_evaluator_batched_and_one_at_a_time_log_the_same_metrics(tmp_path: Path
     evaluator.close()
     tracker.finish()
     assert all(env.unwrapped.screen is None for env in made)  # closed: pygame freed
+
+
+def test_batched_play_takes_box_actions_list_actions_and_dict_observations() -> None:
+    # Box actions: a (B, 1) array, one row per env (Pendulum).
+    def push(obs: np.ndarray) -> np.ndarray:
+        return np.clip(-2.0 * obs[..., 1:2] - 0.5 * obs[..., 2:3], -2.0, 2.0)
+
+    [pendulum] = [gym.make("Pendulum-v1")]
+    one_at_a_time = run_episodes(pendulum, lambda obs: push(obs[None])[0], 3, seed=1)
+    batched = run_episodes_batched([gym.make("Pendulum-v1") for _ in range(2)], push, 3, seed=1)
+    assert batched.returns == one_at_a_time.returns
+    # A plugin's actions() may return a plain list of Python ints.
+    listed = run_episodes_batched(cartpoles(3), lambda obs: Batches()(obs).tolist(), 5, seed=4)
+    assert listed.returns == run_episodes(cartpoles(1)[0], one, 5, seed=4).returns
+    # Dict observations (SB3's MultiInputPolicy) are stacked entry by entry.
+    seen: list[dict] = []
+
+    def from_dict(obs: dict) -> np.ndarray:
+        seen.append(obs)
+        return Batches()(obs["state"])
+
+    def dict_cartpole() -> gym.Env:
+        space = gym.spaces.Dict({"state": gym.make("CartPole-v1").observation_space})
+        return gym.wrappers.TransformObservation(gym.make("CartPole-v1"),
+                                                 lambda obs: {"state": obs}, space)
+
+    dicts = run_episodes_batched([dict_cartpole() for _ in range(3)], from_dict, 5, seed=4)
+    assert dicts.returns == listed.returns
+    assert seen[0]["state"].shape == (3, 4)
+
+
+def test_float_frames_given_one_by_one_are_scaled_as_one_video(tmp_path: Path) -> None:
+    """A dark float frame of a [0, 255] video must not be taken for a [0, 1] one."""
+    import imageio.v2 as imageio
+
+    from forgelab.core.tracking import write_frames_mp4
+
+    frames = [np.full((16, 16, 3), value, np.float32) for value in (0.5, 200.0, 200.0)]
+    path = write_frames_mp4(tmp_path / "v.mp4", frames, fps=4)
+    first = imageio.mimread(path)[0]
+    assert first.mean() < 10  # 0.5 of 255: black, not 0.5 * 255 = 128
