@@ -295,29 +295,39 @@ def _walk(path: Path) -> Iterable[Path]:
 def split_attempts(dirs: list[Path]) -> tuple[list[Path], list[Path]]:
     """``(current, earlier)``: a study's trial that was retried (``--retries``) left one run
     directory per attempt in its folder, ``<study>/<trial id>/<experiment>/<run>``; only its
-    last attempt is the trial's result, so the earlier ones must not count as more seeds."""
+    last attempt is the trial's result, so the earlier ones must not count as more seeds. Only
+    the folders of trials a sweep's ``study.json`` lists are trial folders (``runs/`` beside a
+    ``study.yaml`` sweep file is not)."""
+    studies: dict[Path, dict[str, str | None]] = {}  # each study.json read once
     by_trial: dict[Path, list[Path]] = {}
     for run_dir in dirs:
         trial = Path(run_dir).parent.parent
-        if any((trial.parent / name).is_file() for name in STUDY_FILES):
+        if trial.parent not in studies:
+            studies[trial.parent] = _study_trials(trial.parent)
+        if trial.name in studies[trial.parent]:
             by_trial.setdefault(trial, []).append(run_dir)
     earlier: set[Path] = set()
     for trial, runs in by_trial.items():
         if len(runs) > 1:
-            last = _last_attempt(trial, runs)
+            last = _last_attempt(runs, studies[trial.parent][trial.name])
             earlier.update(r for r in runs if r != last)
     return [d for d in dirs if d not in earlier], [d for d in dirs if d in earlier]
 
 
-def _last_attempt(trial: Path, runs: list[Path]) -> Path:
+def _study_trials(folder: Path) -> dict[str, str | None]:
+    """Trial id -> recorded run directory (None until the trial's process ended) of the sweep
+    whose ``study.json`` is in ``folder``; empty when there is none."""
+    try:
+        data = json.loads((folder / "study.json").read_text(encoding="utf-8"))
+        return {str(t["id"]): t.get("run_dir") for t in data.get("trials") or []
+                if isinstance(t, dict) and t.get("id")}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _last_attempt(runs: list[Path], recorded: str | None) -> Path:
     """The run study.json records for the trial, else the one whose run.json was written last
     (as the sweep itself picks it)."""
-    try:
-        data = json.loads((trial.parent / "study.json").read_text(encoding="utf-8"))
-        recorded = next((t.get("run_dir") for t in data.get("trials") or []
-                         if isinstance(t, dict) and t.get("id") == trial.name), None)
-    except (OSError, ValueError, AttributeError):
-        recorded = None
     if recorded:
         match = [r for r in runs if Path(r).resolve() == Path(recorded).resolve()]
         if match:

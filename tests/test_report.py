@@ -457,3 +457,17 @@ def test_compare_warns_about_the_same_runs_and_different_budgets(lab, tmp_path, 
     printed = capsys.readouterr().out
     assert "! A and B were trained with different budgets: A 2,000, B 1,000" in printed
     assert "different budgets" in (tmp_path / "budgets" / "index.html").read_text()
+
+
+def test_a_sweep_file_beside_the_runs_folder_makes_no_retried_trials(lab, capsys):
+    """`forgelab sweep study.yaml` is the documented use: a study.yaml at the project root does
+    not make runs/<experiment>/ a retried trial folder (only trials a study.json lists are)."""
+    base = lab["base"]
+    sweep_file = base / "study.yaml"
+    sweep_file.write_text("experiment: cartpole-random\ngrid: {seed: [0, 1]}\n")
+    try:
+        assert main(["report", str(base / "A"), "--out", str(base / "report-sweep-file")]) == 0
+    finally:
+        sweep_file.unlink()
+    printed = capsys.readouterr().out
+    assert "n=5 of 7 runs" in printed and "retried" not in printed
