@@ -322,9 +322,7 @@ def loading_errors(folder: Path) -> Iterator[None]:
         raise
     except pickle.UnpicklingError as exc:
         if not _refused_code(exc):
-            raise ForgelabError(f"checkpoint {folder} is corrupt ({type(exc).__name__})",
-                                hint="use another checkpoint (--checkpoint), or start a new "
-                                "run") from None
+            raise _corrupt(folder / STATE_FILE, type(exc).__name__) from None
         raise ForgelabError(f"refused to load {folder}: it is unsafe, a file in it carries "
                             "pickled Python objects that forgelab never executes",
                             hint="use checkpoints written by forgelab; this one may have been "
@@ -333,8 +331,7 @@ def loading_errors(folder: Path) -> Iterator[None]:
         first = (str(exc).splitlines() or [""])[0][:200]
         raise ForgelabError(f"checkpoint {folder} does not fit this run or is corrupt "
                             f"({type(exc).__name__}: {first})",
-                            hint="use another checkpoint (--checkpoint), or start a new "
-                            "run") from None
+                            hint=_other_checkpoints_hint(folder)) from None
 
 
 def _refused_code(exc: pickle.UnpicklingError) -> bool:
@@ -345,17 +342,23 @@ def _refused_code(exc: pickle.UnpicklingError) -> bool:
 
 
 def _corrupt(path: Path, why: str) -> ForgelabError:
-    """A checkpoint file that cannot be read, with the ways on: another checkpoint to evaluate
-    or to resume from (the other step folders of the run, when there are any)."""
-    others = sorted(d.name for d in path.parent.parent.glob("step-*")
-                    if d.is_dir() and d != path.parent and (d / STATE_FILE).exists())
-    hint = "evaluate another checkpoint with --checkpoint STEP, or start a new run"
-    if others:
-        hint = (f"to resume from an earlier checkpoint, name it in {path.parent.parent / 'latest'}"
-                f" (`echo {others[-1]} > {path.parent.parent / 'latest'}`); to evaluate one, "
-                f"--checkpoint STEP. Other checkpoints: {', '.join(others[-5:])}")
+    """A checkpoint file that cannot be read, with the ways on."""
     return ForgelabError(f"cannot read checkpoint {path}: corrupt or truncated ({why})",
-                         hint=hint)
+                         hint=_other_checkpoints_hint(path.parent))
+
+
+def _other_checkpoints_hint(folder: Path) -> str:
+    """How to go on without the checkpoint in ``folder``: another of the run's step folders
+    to evaluate (``--checkpoint STEP``) or to resume from (named in ``checkpoints/latest``;
+    ``forgelab run --resume`` has no ``--checkpoint``)."""
+    others = sorted(d.name for d in folder.parent.glob("step-*")
+                    if d.is_dir() and d != folder and (d / STATE_FILE).exists())
+    if not others:
+        return "evaluate another checkpoint with --checkpoint STEP, or start a new run"
+    latest = folder.parent / "latest"
+    return (f"to resume from an earlier checkpoint, name it in {latest} (`echo {others[-1]} > "
+            f"{latest}`); to evaluate one, --checkpoint STEP. Other checkpoints: "
+            f"{', '.join(others[-5:])}")
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -376,7 +379,7 @@ def load_state(path: Path) -> dict[str, Any]:
             + (f" ({found})" if found else "") + " that forgelab never executes",
             hint="use checkpoints written by forgelab; this file may have been tampered with"
         ) from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # garbage makes the unpickler fail in many ways
         raise _corrupt(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                        ) from None
     missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]

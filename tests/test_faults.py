@@ -511,6 +511,21 @@ def test_a_corrupt_latest_checkpoint_says_how_to_resume_from_an_earlier_one(
     assert latest_state(run)["step"] == 1024
 
 
+def test_any_garbage_in_a_state_file_is_one_clear_error(tmp_path: Path) -> None:
+    """Random bytes make torch's unpickler fail in many ways (IndexError among them): every
+    one is the corrupt-checkpoint error, none a traceback."""
+    from forgelab.core.checkpoints import load_state
+    from forgelab.core.errors import ForgelabError
+
+    state = tmp_path / "checkpoints" / "step-000000001" / "state.pt"
+    state.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        state.write_bytes(rng.bytes(int(rng.integers(1, 5000))))
+        with pytest.raises(ForgelabError):
+            load_state(state)
+
+
 def test_a_garbled_run_json_is_one_clear_error(trained: Path, tmp_path: Path, capsys) -> None:
     run = copy_of(trained, tmp_path)
     (run / "run.json").write_text("{not json")
