@@ -490,10 +490,10 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # An earlier report in this folder may have drawn other metrics: its figures would stay
-    # beside this one's and look current. Only the names this module writes are removed.
-    for pattern in FIGURE_PATTERNS:
-        for old in out.glob(pattern):
-            old.unlink()
+    # beside this one's and look current. Only the figures its report.json lists are removed
+    # (a user's own files in --out stay, whatever their names).
+    for old in _previous_figures(out):
+        old.unlink(missing_ok=True)
     report["figures"] = draw_figures(report, out)
     report["files"] = write_csvs(report, out)
     report = _clean(report)
@@ -502,6 +502,18 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     html = out / "index.html"
     html.write_text(render_html(report), encoding="utf-8")
     return html
+
+
+def _previous_figures(out: Path) -> list[Path]:
+    """The figures the report already in ``out`` drew (its ``report.json``'s ``figures``)."""
+    try:
+        earlier = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        names = [fig["file"] for fig in earlier.get("figures", [])]
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return []
+    return [out / name for name in names
+            if isinstance(name, str) and Path(name).name == name and any(
+                Path(name).match(pattern) for pattern in FIGURE_PATTERNS)]
 
 
 def default_out(paths: list[str]) -> Path:

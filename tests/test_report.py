@@ -326,10 +326,12 @@ def test_a_report_folder_keeps_only_its_current_figures(lab):
                  "--out", str(out)]) == 0
     assert list(out.glob("curves-*train-episode-return.png"))
     (out / "notes.png").write_bytes(b"")  # not the report's: stays
+    (out / "curves-07-mine.png").write_bytes(b"")  # named like a figure, but the user's: stays
     assert main(["report", str(lab["base"] / "B"), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == sorted([f["file"] for f in report["figures"]] + ["notes.png"])
+    assert pngs == sorted([f["file"] for f in report["figures"]] + ["notes.png",
+                                                                     "curves-07-mine.png"])
 
 
 def test_the_extend_suggestion_goes_past_the_steps_already_trained(capsys):
