@@ -52,8 +52,11 @@ def test_vae_run_logs_media_to_wandb_and_forgelab_sample_writes_a_png(
         runner.sample(run_dir, 16, tmp_path / "x.csv")
     assert str(tmp_path / "x.csv") in refused.value.message  # the folder too, not just x.csv
     # a checkpoint by its step, as eval and watch take it (the epoch-1 one here)
-    from_step = runner.sample(run_dir, 16, tmp_path / "z.png", which="1")
-    assert np.asarray(Image.open(from_step)).shape == pixels.shape
+    from_step = np.asarray(Image.open(runner.sample(run_dir, 16, tmp_path / "z.png",
+                                                    which="1")))
+    latest = np.asarray(Image.open(runner.sample(run_dir, 16, tmp_path / "l.png",
+                                                 which="latest")))  # epoch 2
+    assert from_step.shape == pixels.shape and not np.array_equal(from_step, latest)
 
 
 def test_autoencoder_cannot_sample_and_says_so(tmp_path: Path,

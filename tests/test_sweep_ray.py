@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import read_metrics, user_env
-from test_sweep import forgelab_exe, wait_for
+from test_sweep import _progress, forgelab_exe, wait_for
 
 
 def test_a_trial_whose_ray_node_dies_resumes_on_another_node_and_finishes(
@@ -79,8 +79,10 @@ def test_ctrl_c_reaches_the_trials_of_a_ray_sweep_which_checkpoint_and_stop(
         env={**user_env(), "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: all(any(Path(f"runs/rayint/{i}").glob("*/*/metrics.jsonl"))
-                             for i in ids), "both trials to train", timeout=300)
+        # A logged row, not the file alone: metrics.jsonl is created before the runner
+        # installs its stop handler, and a SIGTERM before it would end the trial uncheckpointed.
+        wait_for(lambda: all(_progress(Path(f"runs/rayint/{i}")) > 0 for i in ids),
+                 "both trials to train", timeout=300)
         sweep.send_signal(signal.SIGINT)
         out, err = sweep.communicate(timeout=180)
     finally:
