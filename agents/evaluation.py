@@ -44,7 +44,7 @@ class EpisodeResults:
 
 
 MAX_EPISODE_STEPS = 100_000  # an env without a time limit must not hang an evaluation
-MAX_EVAL_ENVS = 16  # envs a batched evaluation plays at once
+MAX_EVAL_ENVS = 16  # envs a batched evaluation plays at once (train.eval_envs's default)
 
 
 def run_episodes(env: gym.Env, policy: Policy, episodes: int, seed: int, record: int = 0,
@@ -179,10 +179,12 @@ class PolicyEvaluator:
 
     @classmethod
     def for_run(cls, ctx: RunContext) -> PolicyEvaluator:
-        """The evaluator of a run: its eval env, tracker, ``train.eval_episodes`` and seeds."""
+        """The evaluator of a run: its eval env, tracker, ``train.eval_episodes`` and
+        ``train.eval_envs``, and seeds."""
         inputs = ctx.inputs
         return cls(lambda: inputs.make_eval_env(render_mode="rgb_array"), ctx.tracker,
-                   ctx.train.eval_episodes, inputs.eval_seed, lambda: ctx.stop_requested)
+                   ctx.train.eval_episodes, inputs.eval_seed, lambda: ctx.stop_requested,
+                   max_envs=ctx.train.eval_envs)
 
     def envs(self, count: int) -> list[gym.Env]:
         """The first ``count`` evaluation envs, built when first needed and then kept."""

@@ -80,7 +80,7 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
     the evaluation seeds with the agent's ``actions()``, record the first ``videos`` (default
     1), and log them at ``step`` (``eval/*``, ``rollout/video``). Returns the metrics, with the
     written videos' paths under ``videos``. An agent without ``actions()`` evaluates itself."""
-    from forgelab.agents.evaluation import MAX_EVAL_ENVS, render_fps, run_episodes_batched
+    from forgelab.agents.evaluation import render_fps, run_episodes_batched
     from forgelab.core.errors import ForgelabError
 
     act = getattr(component, "actions", None)
@@ -98,7 +98,7 @@ def evaluate_episodes(component: Any, ctx: RunContext, step: int, episodes: int 
     videos = 1 if videos is None else videos
     envs = []
     try:
-        for _ in range(min(episodes, MAX_EVAL_ENVS)):
+        for _ in range(min(episodes, ctx.config.train.eval_envs)):
             envs.append(ctx.inputs.make_eval_env(render_mode="rgb_array" if videos else None))
         result = run_episodes_batched(envs, lambda obs: act(obs, deterministic=not stochastic),
                                       episodes, seed=ctx.inputs.eval_seed, record=videos,

@@ -58,6 +58,8 @@ class TrainSpec(StrictModel):
     epochs: PositiveInt | None = Field(None, description="passes over the data (models)")
     eval_every: PositiveInt | None = Field(None, description="steps (agents) or epochs (models)")
     eval_episodes: PositiveInt = 10
+    eval_envs: PositiveInt = Field(16, description="agents: evaluation episodes played at once "
+                                   "(1: one at a time, for envs that cannot run in copies)")
     video_every: PositiveInt | None = Field(None, description="env steps between rollout videos")
     checkpoint_every: PositiveInt | None = Field(None, description="steps or epochs")
     log_every: PositiveInt = Field(1000, description="agents: env steps between train/ rows "

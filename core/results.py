@@ -34,7 +34,7 @@ STUDY_FILES = ("study.json", "study.yaml", "study.yml")
 # Keys left out when deciding whether two runs are seeds of one configuration.
 IGNORED_KEYS = {"seed", "name", "output_dir", "device", "tracking", "train.total_steps",
                 "train.epochs", "train.video_every", "train.checkpoint_every",
-                "train.log_every", "train.eval_every"}
+                "train.log_every", "train.eval_every", "train.eval_envs"}
 # Substrings of metric names where smaller is better (losses, NLL, distances, errors).
 LOWER_IS_BETTER = ("loss", "nll", "elbo", "recon", "_fd", "error", "mse", "distance", "kl")
 

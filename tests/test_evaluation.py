@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from forgelab.agents.evaluation import PolicyEvaluator, run_episodes, run_episodes_batched
 from forgelab.core.tracking import Tracker
@@ -124,3 +125,31 @@ def test_float_frames_given_one_by_one_are_scaled_as_one_video(tmp_path: Path) -
     path = write_frames_mp4(tmp_path / "v.mp4", frames, fps=4)
     first = imageio.mimread(path)[0]
     assert first.mean() < 10  # 0.5 of 255: black, not 0.5 * 255 = 128
+
+
+def test_train_eval_envs_sets_how_many_evaluation_envs_a_run_builds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's evaluations build min(eval_episodes, train.eval_envs) envs, once; 1 plays one
+    episode at a time (an env that cannot run in copies), with the same scores."""
+    from conftest import read_metrics, run_experiment
+
+    from forgelab.envs.building import Environments
+
+    made: list[int] = []
+    make_eval_env = Environments.make_eval_env
+
+    def counted(self, *args, **kwargs):
+        made.append(1)
+        return make_eval_env(self, *args, **kwargs)
+
+    monkeypatch.setattr(Environments, "make_eval_env", counted)
+    overrides = ["train.total_steps=600", "train.eval_every=200", "train.eval_episodes=4",
+                 "train.video_every=null", "tracking.mode=disabled", "seed=1"]
+    scores = []
+    for extra, built in (([], 4), (["train.eval_envs=1"], 1)):
+        made.clear()
+        run_dir = run_experiment("cartpole-dqn", *overrides, *extra)
+        assert len(made) == built
+        scores.append([(r["global_step"], r["eval/return_mean"]) for r in read_metrics(run_dir)
+                       if "eval/return_mean" in r])
+    assert len(scores[0]) == 3 and scores[0] == scores[1]
