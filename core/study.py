@@ -492,7 +492,8 @@ def save_study(spec: StudySpec, trials: list[Trial], command: list[str] | None =
 
     :param command: the sweep command; kept only when the study has none yet, so the record
         says what made the study (a ``--resume`` would say nothing about its axes).
-    :param reruns: the later sweeps of the study (time and command), when they changed.
+    :param reruns: every later sweep of the study (time and command), this one included; None
+        keeps those already recorded.
     """
     path = spec.study_dir / STUDY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
