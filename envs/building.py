@@ -12,6 +12,8 @@ the key, what is allowed and the closest match -- raised before any training ste
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -344,8 +346,15 @@ def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.Ve
 
         return make_native_vec_env(spec)
     make_env(spec, render_mode=render_mode).close()  # fail early, in this process, on bad config
+    parent = os.getpid()
 
     def thunk() -> gym.Env:
+        if os.getpid() != parent:
+            # An async worker. Ctrl-C in a terminal reaches the whole process group; a worker
+            # would end on its KeyboardInterrupt while the runner, which handles the stop,
+            # still steps it to the end of the update and checkpoints (a broken pipe, a run
+            # marked failed). The runner stops the run and closes the workers.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return make_env(spec, render_mode=render_mode)
 
     cls = gym.vector.AsyncVectorEnv if spec.vectorization == "async" else SameStepSyncVectorEnv

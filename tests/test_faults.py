@@ -324,6 +324,36 @@ def test_a_final_evaluation_cut_by_ctrl_c_runs_on_resume() -> None:
     assert json.loads((interrupted / "run.json").read_text())["status"] == "finished"
 
 
+def test_ctrl_c_to_the_process_group_of_an_async_run_checkpoints_and_resumes(
+        tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the async env workers too: they leave the stop to the
+    runner, which finishes the update, checkpoints and exits 130 (before, a worker's own
+    KeyboardInterrupt broke its pipe: a run marked failed, no checkpoint)."""
+    args = [EXE, "run", "cartpole-ppo", *PPO, "env.vectorization=async",
+            "train.total_steps=10000000", "train.eval_every=1000000", "--no-progress"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=_env(WANDB_MODE="disabled"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's
+    try:
+        wait_for(lambda: any(logged(run, "train/policy_loss")
+                             for run in tmp_path.glob("runs/*/*")), proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Broken pipe" not in err and "Traceback" not in err
+    run = run_dir_of(tmp_path)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    stopped = latest_state(run)["step"]
+    resumed = subprocess.run([EXE, "run", "--resume", str(run),
+                              f"train.total_steps={stopped + 512}", "--no-progress"],
+                             cwd=tmp_path, env=_env(WANDB_MODE="disabled"),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert latest_state(run)["step"] >= stopped + 512
+
+
 def test_a_kill_during_the_first_save_is_recovered_at_resume(trained: Path, tmp_path: Path,
                                                             capsys, no_wandb) -> None:
     # The files a SIGKILL between "folder written" and "folder renamed" leaves at the very
