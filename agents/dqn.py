@@ -29,7 +29,8 @@ of training; before ``learning_starts`` the buffer is filled by uniformly random
 
 Counting follows Stable-Baselines3 so that RL Zoo hyperparameters carry over: ``train_freq``,
 ``target_update_interval`` and ``learning_starts`` count env steps (all envs together), and
-training starts once more than ``learning_starts`` steps have been collected.
+training starts once more than ``learning_starts`` steps have been collected (after a resume
+without the saved replay buffer, once it holds ``learning_starts`` new transitions again).
 
 Speed notes (why the code looks the way it does):
 
@@ -438,9 +439,13 @@ class DQN:
             if crossed:
                 self.update_target(crossed)
             # 4. Learn every train_freq env steps once learning_starts steps are collected.
+            #    The buffer must hold min(learning_starts, capacity) transitions too: a resume
+            #    without the saved buffer refills it first instead of sampling batches from a
+            #    handful of transitions (in a fresh run the second test always holds).
             self._collected += self.n_envs
             if self.step // o.train_freq > last // o.train_freq:
-                if self.step > o.learning_starts:
+                if (self.step > o.learning_starts
+                        and self.buffer.size >= min(o.learning_starts, self.buffer.capacity)):
                     self.train(o.gradient_steps if o.gradient_steps > 0 else self._collected)
                 self._collected = 0
             # 5. Log, evaluate when due, checkpoint, progress: the one call per env step.
@@ -570,8 +575,10 @@ class DQN:
         """Said when a run resumes: without the saved buffer the continuation is not exact."""
         if self.options.save_replay_buffer:
             return None
-        return ("agent.save_replay_buffer is false, so the replay buffer starts empty again: "
-                "this resume is not an exact continuation of the stopped run")
+        n = min(self.options.learning_starts, self.options.buffer_size)
+        refill = f" and training pauses until it holds {n} new transitions" if n else ""
+        return (f"agent.save_replay_buffer is false, so the replay buffer starts empty again"
+                f"{refill}: this resume is not an exact continuation of the stopped run")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])

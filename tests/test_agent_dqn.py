@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import forgelab_cli, latest_state, read_metrics, run_experiment
+from conftest import (
+    forgelab_cli,
+    latest_state,
+    read_metrics,
+    run_experiment,
+    stop_after_first_checkpoint,
+)
 
-from forgelab.core import runner
+from forgelab.core import hookimpl, runner
 
 
 def dqn_config(**options) -> dict:
@@ -108,6 +114,51 @@ def test_resume_without_replay_buffer_refills_it_and_finishes() -> None:
     after = final_state(resumed)
     assert after["step"] == 800 and after["n_updates"] > state["n_updates"]
     assert all(torch.isfinite(p).all() for p in after["q_net"].values())
+
+
+class InterruptedDQN:
+    """A plugin registering `dqn-interrupted`: DQN whose first run stops right after its first
+    periodic checkpoint, as Ctrl-C would."""
+
+    @hookimpl
+    def register_agents(self, register):
+        from forgelab.agents.dqn import DQN, DQNConfig
+
+        def interrupted_dqn(options: DQNConfig, ctx) -> DQN:
+            agent = DQN(options, ctx)
+            stop_after_first_checkpoint(ctx)
+            return agent
+
+        register("dqn-interrupted", interrupted_dqn, config=DQNConfig,
+                 description="DQN that stops after its first checkpoint (test)")
+
+
+def test_resume_without_replay_buffer_waits_for_learning_starts_transitions(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Resumed without its buffer, DQN collects learning_starts new transitions before its next
+    gradient step (before, it trained at once on batches drawn from 1-4 stored transitions)."""
+    from forgelab.core.config import validate_experiment
+    from forgelab.core.pluginhost import PluginHost
+
+    data = dqn_config(save_replay_buffer=False)  # learning_starts 100, train_freq 4
+    data.update(agent="dqn-interrupted", output_dir=str(Path.cwd() / "runs"))
+    data["train"].update(checkpoint_every=300, log_every=20)
+    host = PluginHost(strict=False).load_entry_points()
+    host.add_plugin(InterruptedDQN(), "test-interrupt")
+    run_dir = runner.train(validate_experiment(data), host=host, show_progress=False)
+    stopped = final_state(run_dir)
+    assert stopped["step"] == 300 and stopped["n_updates"] == (300 - 100) // 4
+    capsys.readouterr()
+    runner.resume(run_dir, host=host, show_progress=False)
+    said = capsys.readouterr().err
+
+    updates = {row["global_step"]: row["train/n_updates"] for row in read_metrics(run_dir)
+               if "train/n_updates" in row}
+    # the buffer holds 100 transitions again at step 400: its first gradient step after the resume
+    assert [updates[s] for s in range(320, 400, 20)] == [stopped["n_updates"]] * 4
+    assert updates[400] == stopped["n_updates"] + 1
+    assert final_state(run_dir)["n_updates"] == stopped["n_updates"] + (1000 - 400) // 4 + 1
+    assert "training pauses until it holds 100 new transitions" in said
 
 
 # ----------------------------------------------------------------------------------- options
