@@ -42,15 +42,21 @@ def choose_encoder(space: gym.Space, name: EncoderName) -> EncoderName:
     return "nature" if min(height, width) >= 36 else "minatar"
 
 
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether a 3-d image shape is HxWxC: a last axis of at most 16 with a larger first one
+    (MinAtar's 10x10xC, RGB frames), or a cube, as MinAtar Seaquest's 10x10x10 (gymnasium's
+    image envs and MinAtar give channels last; channels-first 4x84x84 stacks are not cubes)."""
+    return shape[-1] <= 16 and (shape[0] > shape[-1] or shape[0] == shape[1] == shape[2])
+
+
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(C, H, W) of an image shape: HxW has one channel; a last axis of at most 16 with a larger
-    first one is channels-last (MinAtar's 10x10xC, RGB frames); otherwise channels-first
-    (stacked frames, 4x84x84)."""
+    """(C, H, W) of an image shape: HxW has one channel; see :func:`_channels_last`; otherwise
+    channels-first (stacked frames, 4x84x84)."""
     if len(shape) == 2:
         return 1, shape[0], shape[1]
     if len(shape) != 3:
         raise ValueError(f"an image observation needs 2 or 3 dimensions, not shape {shape}")
-    if shape[-1] <= 16 and shape[0] > shape[-1]:
+    if _channels_last(shape):
         return shape[2], shape[0], shape[1]
     return shape
 
@@ -66,8 +72,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], name: str, scale: float) -> None:
         super().__init__()
         channels, height, width = _chw(tuple(obs_shape))
-        self.channels_last = len(obs_shape) == 3 and tuple(obs_shape)[-1] == channels and \
-            tuple(obs_shape)[0] != channels
+        self.channels_last = len(obs_shape) == 3 and _channels_last(tuple(obs_shape))
         self.add_channel = len(obs_shape) == 2
         self.scale = float(scale)
         if name == "nature":

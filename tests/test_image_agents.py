@@ -116,3 +116,17 @@ def test_a_cnn_on_vector_observations_is_one_clear_error() -> None:
     assert result.returncode == 2, result.stderr
     assert "agent.encoder: encoder 'nature' needs image observations" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("game", ["Breakout", "Asterix", "Freeway", "SpaceInvaders", "Seaquest"])
+def test_minatar_grids_are_read_channels_last(game: str) -> None:
+    # MinAtar gives HxWxC; Seaquest's 10x10x10 is a cube, which must not read as CxHxW
+    env = make_env(EnvSpec(id=f"MinAtar/{game}-v1"))
+    obs, _ = env.reset(seed=0)
+    env.close()
+    encoder = make_encoder(env.observation_space, "auto")
+    assert encoder.channels_last and encoder.net[0].in_channels == obs.shape[-1]
+    channels_first = torch.as_tensor(obs).permute(2, 0, 1).float()
+    with torch.no_grad():  # the conv sees the channels, not the rows, as its input planes
+        expected = encoder.net(channels_first.unsqueeze(0))
+        assert torch.allclose(encoder(torch.as_tensor(obs).unsqueeze(0)), expected)
