@@ -165,6 +165,8 @@ WRAPPERS: dict[str, Wrapper] = {
 }
 # Wrappers that change the reward: evaluation envs skip them so eval returns stay raw.
 REWARD_WRAPPERS = frozenset({"normalize_reward", "clip_reward"})
+# Wrappers that take RGB frames (H, W, 3) as their input.
+IMAGE_WRAPPERS = frozenset({"resize_observation", "grayscale_observation"})
 
 
 def _wrapper_options(spec: WrapperSpec, index: int) -> tuple[Wrapper, dict[str, Any]]:
@@ -189,8 +191,14 @@ def _apply_wrapper(env: gym.Env, spec: WrapperSpec, index: int) -> gym.Env:
     except (TypeError, ValueError, AssertionError, gym.error.Error) as exc:
         # e.g. frame_stack on an observation space it cannot stack, rescale_action on Discrete
         env_id = env.spec.id if env.spec is not None else str(env)
+        hint = None
+        if spec.name == "atari_preprocessing" and "frame-skipping" in str(exc):
+            hint = "set env.kwargs.frameskip: 1 (the wrapper skips frames itself: frame_skip)"
+        elif isinstance(env.observation_space, gym.spaces.Box) and spec.name in IMAGE_WRAPPERS:
+            hint = (f"{spec.name} takes (H, W, 3) RGB frames; this env's observations are "
+                    f"{env.observation_space.shape}")
         raise ConfigError(f"env.wrappers[{index}] ({spec.name}) cannot wrap {env_id!r}: "
-                          f"{type(exc).__name__}: {exc}") from None
+                          f"{type(exc).__name__}: {exc}", hint=hint) from None
 
 
 # ---------------------------------------------------------------------- environments
@@ -297,21 +305,36 @@ def _python_sticky_actions(env_id: str, kwargs: dict[str, Any]) -> float:
         return 0.0
     settings = {**gym.registry[env_id].kwargs, **kwargs}
     probability = float(settings.get("repeat_action_probability", 0.0))
-    if settings.get("frameskip") != 1 or not 0.0 < probability < 1.0:
+    if not 0.0 <= probability < 1.0:  # ALE takes any float, even one the agent never acts in
+        raise ConfigError(f"env.kwargs.repeat_action_probability: {probability} is not a "
+                          "probability below 1",
+                          hint="0.25 is v5's default (Machado et al. 2018); 0 turns sticky "
+                          "actions off")
+    if settings.get("frameskip") != 1 or probability == 0.0:
         return 0.0
     kwargs["repeat_action_probability"] = 0.0
     return probability
 
 
 def check_env_spec(spec: EnvSpec) -> tuple[gym.Space, gym.Space]:
-    """Build the experiment's environment once (then close it) and return its observation and
-    action spaces: a ``--dry-run`` check that raises the same ConfigErrors as training would."""
+    """Build the experiment's environment once, reset it (then close it) and return its
+    observation and action spaces: a ``--dry-run`` check that raises the same ConfigErrors as
+    training would. The reset is part of it: some wrappers only meet the observations there
+    (``atari_preprocessing`` over ``obs_type: ram``)."""
     if spec.vectorization == "vector":
         from forgelab.envs.native_vector import check_native
 
         check_native(spec)
     env = make_env(spec)
     try:
+        try:
+            env.reset(seed=0)
+        except Exception as exc:  # whatever an env or wrapper raises on reset
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise ConfigError(f"env {spec.id!r} with its kwargs and wrappers fails on reset: "
+                              f"{type(exc).__name__}: {first}",
+                              hint="check env.kwargs against env.wrappers (an image wrapper "
+                              "needs image observations)") from None
         return env.observation_space, env.action_space
     finally:
         env.close()

@@ -39,6 +39,9 @@ class MinAtarEnv(gym.Env):
                  difficulty_ramping: bool = True, render_mode: str | None = None) -> None:
         from minatar import Environment
 
+        if not 0.0 <= sticky_action_prob < 1.0:  # MinAtar takes any float
+            raise ValueError(f"sticky_action_prob must be in [0, 1) (got {sticky_action_prob}; "
+                             "MinAtar's default is 0.1)")
         self.game = Environment(env_name=game, sticky_action_prob=sticky_action_prob,
                                 difficulty_ramping=difficulty_ramping)
         self.action_set = list(self.game.minimal_action_set())

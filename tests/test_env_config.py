@@ -159,6 +159,31 @@ def test_wrong_env_sections_are_config_errors(env, expected):
         assert text in str(info.value)
 
 
+ATARI = {"name": "atari_preprocessing", "frame_skip": 4, "screen_size": 84}
+
+
+@pytest.mark.parametrize("env, expected, hint", [
+    # the wrapper meets the RAM vector only on reset: the check resets the env too
+    (dict(id="ALE/Pong-v5", kwargs={"frameskip": 1, "obs_type": "ram"}, wrappers=[ATARI]),
+     "fails on reset", "image wrapper needs image observations"),
+    (dict(id="ALE/Pong-v5", kwargs={"frameskip": 4}, wrappers=[ATARI]),
+     "(atari_preprocessing) cannot wrap", "env.kwargs.frameskip: 1"),
+    (dict(id="MinAtar/Breakout-v1", wrappers=["grayscale_observation"]),
+     "(grayscale_observation) cannot wrap", "(H, W, 3) RGB frames"),
+    (dict(id="ALE/Pong-v5", kwargs={"frameskip": 1, "repeat_action_probability": 1.5}),
+     "repeat_action_probability: 1.5 is not a probability", "0 turns sticky actions off"),
+    (dict(id="MinAtar/Breakout-v1", kwargs={"sticky_action_prob": 2}),
+     "sticky_action_prob must be in [0, 1)", None),
+])
+def test_pixel_env_mistakes_are_config_errors_with_a_way_on(env, expected, hint):
+    """Each of these trained (or crashed with a traceback) before."""
+    with pytest.raises(ConfigError) as info:
+        check_env_spec(EnvSpec(**env))
+    assert expected in str(info.value)
+    if hint is not None:
+        assert hint in (info.value.hint or "")
+
+
 def test_cli_reports_env_mistakes_with_exit_code_2_and_no_traceback(tmp_path):
     wrong_id = forgelab_cli("run", "cartpole-random", "env=forgelab/GridWorld-v9", "--dry-run")
     assert wrong_id.returncode == 2
