@@ -24,8 +24,9 @@ def _check_encoder(space: gym.Space, encoder: str, normalize_obs: bool = False) 
 
     try:
         cnn = make_encoder(space, encoder) is not None
-    except ValueError as exc:
-        raise ConfigError(f"agent.encoder: {exc}", hint="use encoder: mlp") from None
+    except ValueError as exc:  # EncoderError (images too small) brings its own hint
+        raise ConfigError(f"agent.encoder: {exc}",
+                          hint=getattr(exc, "hint", "use encoder: mlp")) from None
     if cnn and normalize_obs:
         raise ConfigError("agent.normalize_obs does not apply to image observations (the "
                           "encoder scales them to [0, 1])", hint="set normalize_obs: false")

@@ -39,7 +39,21 @@ def choose_encoder(space: gym.Space, name: EncoderName) -> EncoderName:
     if not is_image_space(space):
         return "mlp"
     height, width = _chw(space.shape)[1:]
-    return "nature" if min(height, width) >= 36 else "minatar"
+    return "nature" if min(height, width) >= min_image_size(NATURE_LAYERS) else "minatar"
+
+
+# (out_channels, kernel, stride) of each convolution; each one is followed by a ReLU.
+NATURE_LAYERS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+MINATAR_LAYERS = ((16, 3, 1),)
+
+
+def min_image_size(layers: tuple[tuple[int, int, int], ...]) -> int:
+    """The smallest height/width the convolutions ``layers`` leave at least one pixel of (36 for
+    the Nature CNN, 3 for MinAtar's): walk back from a 1-pixel output."""
+    size = 1
+    for _, kernel, stride in reversed(layers):
+        size = (size - 1) * stride + kernel
+    return size
 
 
 def _channels_last(shape: tuple[int, ...]) -> bool:
@@ -61,6 +75,14 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape
 
 
+class EncoderError(ValueError):
+    """An encoder that does not fit the observations; ``hint`` says what to use instead."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 class ImageEncoder(nn.Module):
     """Raw image batch (B, *obs_shape) in the env's dtype -> features (B, out_features).
 
@@ -71,20 +93,31 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, obs_shape: tuple[int, ...], name: str, scale: float) -> None:
         super().__init__()
-        channels, height, width = _chw(tuple(obs_shape))
-        self.channels_last = len(obs_shape) == 3 and _channels_last(tuple(obs_shape))
+        obs_shape = tuple(obs_shape)
+        channels, height, width = _chw(obs_shape)
+        self.channels_last = len(obs_shape) == 3 and _channels_last(obs_shape)
         self.add_channel = len(obs_shape) == 2
         self.scale = float(scale)
-        if name == "nature":
-            self.net = nn.Sequential(
-                nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
-                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
-        elif name == "minatar":
-            self.net = nn.Sequential(nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU(),
-                                     nn.Flatten())
-        else:
+        if name not in ("nature", "minatar"):
             raise ValueError(f"unknown image encoder {name!r}; choose nature or minatar")
+        layers = NATURE_LAYERS if name == "nature" else MINATAR_LAYERS
+        # Checked here: torch's own error for a too-small image comes as a RuntimeError from
+        # the forward pass below, naming neither the encoder nor the observation.
+        least = min_image_size(layers)
+        if min(height, width) < least:
+            cnn = "the Nature CNN" if name == "nature" else "the MinAtar CNN"
+            raise EncoderError(
+                f"{cnn} needs images of at least {least}x{least}, not {height}x{width} "
+                f"(observation shape {obs_shape})",
+                hint="use encoder: minatar (the CNN for small images) or auto"
+                if name == "nature" else "use encoder: mlp")
+        modules: list[nn.Module] = []
+        in_channels = channels
+        for out_channels, kernel, stride in layers:
+            modules += [nn.Conv2d(in_channels, out_channels, kernel, stride=stride), nn.ReLU()]
+            in_channels = out_channels
+        self.net = nn.Sequential(*modules, nn.Flatten())
+        # Initialised after all are built, so the random draws (and seeded runs) stay as they were.
         for module in self.net:
             if isinstance(module, nn.Conv2d):  # orthogonal, gain √2, as the MLPs here
                 nn.init.orthogonal_(module.weight, np.sqrt(2))
@@ -106,7 +139,8 @@ class ImageEncoder(nn.Module):
 def make_encoder(space: gym.Space, name: EncoderName) -> ImageEncoder | None:
     """The encoder for ``space`` (None: flatten the observations into an MLP).
 
-    :raises ValueError: for a convolutional encoder on a space that is not an image.
+    :raises ValueError: for a convolutional encoder on a space that is not an image;
+        :class:`EncoderError` (a ValueError) for images too small for it.
     """
     chosen = choose_encoder(space, name)
     if chosen == "mlp":

@@ -118,6 +118,19 @@ def test_a_cnn_on_vector_observations_is_one_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("experiment", ["breakout-minatar-dqn", "breakout-minatar-ppo"])
+def test_a_nature_cnn_on_small_images_is_one_clear_error(experiment: str) -> None:
+    result = forgelab_cli("run", experiment, "agent.encoder=nature", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert "the Nature CNN needs images of at least 36x36, not 10x10" in result.stderr
+    assert "hint: use encoder: minatar" in result.stderr
+    assert "Traceback" not in result.stderr
+    # 36 comes from its layers: the smallest image that leaves one pixel after the last conv
+    assert make_encoder(gym.spaces.Box(0, 255, (36, 36), np.uint8), "nature").out_features == 64
+    with pytest.raises(ValueError, match="at least 36x36, not 35x36"):
+        make_encoder(gym.spaces.Box(0, 255, (35, 36), np.uint8), "nature")
+
+
 @pytest.mark.parametrize("game", ["Breakout", "Asterix", "Freeway", "SpaceInvaders", "Seaquest"])
 def test_minatar_grids_are_read_channels_last(game: str) -> None:
     # MinAtar gives HxWxC; Seaquest's 10x10x10 is a cube, which must not read as CxHxW
