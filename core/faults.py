@@ -34,10 +34,11 @@ def available_memory() -> int | None:
 
 
 def human_bytes(n: float) -> str:
+    """Decimal units (1 GB = 10^9 bytes), as the README's memory figures are."""
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1024 or unit == "PB":
+        if abs(n) < 1000 or unit == "PB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} PB"
 
 

@@ -30,8 +30,10 @@ from forgelab.core.family import Family
 from forgelab.core.pluginhost import PluginHost, get_host
 from forgelab.core.wandb_agent import run_info as agent_run_info
 
+# The installed ones are recorded (the Atari extra's games and image resizing decide pixel runs).
 VERSIONED_PACKAGES = ("forgelab", "torch", "gymnasium", "stable-baselines3", "numpy", "wandb",
-                      "pluggy", "pydantic")
+                      "pluggy", "pydantic", "ale-py", "minatar", "opencv-python-headless",
+                      "opencv-python")
 RUN_INFO = "run.json"
 CONFIG_FILE = "config.yaml"
 _ID_ALPHABET = string.ascii_lowercase + string.digits

@@ -541,6 +541,13 @@ def test_a_corrupt_latest_checkpoint_says_how_to_resume_from_an_earlier_one(
     assert latest_state(run)["step"] == 1024
 
 
+def test_memory_figures_are_decimal_as_the_readme_states_them() -> None:
+    from forgelab.core.faults import human_bytes
+
+    assert human_bytes(2.824e9) == "2.8 GB"  # pong-dqn's buffer: 100k x 4x84x84 bytes
+    assert human_bytes(56.5e9) == "56.5 GB"
+
+
 def test_any_garbage_in_a_state_file_is_one_clear_error(tmp_path: Path) -> None:
     """Random bytes make torch's unpickler fail in many ways (IndexError among them): every
     one is the corrupt-checkpoint error, none a traceback."""
