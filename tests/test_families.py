@@ -141,7 +141,6 @@ def test_resume_keeps_the_schedule_and_the_best_so_far() -> None:
     assert loop == {"best": 3.0, "evaluations": 6, "last_eval_step": 60}
 
 
-
 class CutShort(Scripted):
     """Scripted, but Ctrl-C arrives during the evaluations at ``CUT_AT`` in the first run: they
     return what a stopped PolicyEvaluator returns (no return_mean, nothing logged)."""
@@ -155,19 +154,24 @@ class CutShort(Scripted):
         return super().periodic_evaluation(video)
 
 
-@pytest.mark.parametrize("cut_at", [20, 40])  # a scheduled evaluation; the final one
-def test_an_evaluation_cut_by_a_stop_runs_first_on_resume(cut_at: int,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stopped during its evaluation, a run keeps it due: the resumed run evaluates at that
-    step before training on, so its evaluations (and best) are an uninterrupted run's."""
-    monkeypatch.setattr(CutShort, "CUT_AT", {cut_at})
+def _cut_run() -> tuple[PluginHost, Path]:
+    """A 40-step CutShort run evaluated every 10 steps, and the host that knows it."""
     host = _host()
     plugin = types.ModuleType("cut_plugin")
     plugin.register_agents = hookimpl(lambda register: register("cut", CutShort))
     host.add_plugin(plugin, "cut")
     config = validate_experiment({"agent": "cut", "env": "CartPole-v1", "tracking": {
         "mode": "disabled"}, "train": {"total_steps": 40, "eval_every": 10}})
-    run_dir = runner.train(config, host=host, show_progress=False)
+    return host, runner.train(config, host=host, show_progress=False)
+
+
+@pytest.mark.parametrize("cut_at", [20, 40])  # a scheduled evaluation; the final one
+def test_an_evaluation_cut_by_a_stop_runs_first_on_resume(cut_at: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped during its evaluation, a run keeps it due: the resumed run evaluates at that
+    step before training on, so its evaluations (and best) are an uninterrupted run's."""
+    monkeypatch.setattr(CutShort, "CUT_AT", {cut_at})
+    host, run_dir = _cut_run()
     step, loop = _loop_state(run_dir, "latest")
     assert step == cut_at and loop["unfinished_eval"] == [cut_at, False]
     assert read_run(run_dir).status == "interrupted"
@@ -185,13 +189,7 @@ def test_a_run_at_its_budget_without_its_final_evaluation_gets_it_on_resume(
     """A checkpoint at the budget whose loop state has no final evaluation (written before the
     loop kept cut evaluations) is still finished properly by a resume."""
     monkeypatch.setattr(CutShort, "CUT_AT", {40})
-    host = _host()
-    plugin = types.ModuleType("cut_plugin")
-    plugin.register_agents = hookimpl(lambda register: register("cut", CutShort))
-    host.add_plugin(plugin, "cut")
-    config = validate_experiment({"agent": "cut", "env": "CartPole-v1", "tracking": {
-        "mode": "disabled"}, "train": {"total_steps": 40, "eval_every": 10}})
-    run_dir = runner.train(config, host=host, show_progress=False)
+    host, run_dir = _cut_run()
     state_file = run_dir / "checkpoints" / "step-000000040" / "state.pt"
     state = torch.load(state_file, weights_only=True)
     del state["loop"]["unfinished_eval"]
