@@ -149,8 +149,20 @@ def _play(envs: Sequence[gym.Env], act: Callable[[list[Any]], Any], episodes: in
     return played
 
 
+ATARI_FPS = 60  # the Atari 2600's frame rate: ALE's own metadata says 30 whatever the skip
+
+
 def render_fps(env: gym.Env) -> int:
-    """The frame rate an env's videos play at."""
+    """The frame rate an env's videos play at: its ``render_fps``, except under gymnasium's
+    ``AtariPreprocessing``, where each recorded frame is ``frame_skip`` emulator frames (Pong at
+    frame skip 4 plays in real time at 15 frames/s, not twice as fast at ALE's 30)."""
+    from gymnasium.wrappers import AtariPreprocessing
+
+    layer: Any = env
+    while layer is not None:
+        if isinstance(layer, AtariPreprocessing):
+            return max(1, ATARI_FPS // max(1, int(layer.frame_skip)))
+        layer = getattr(layer, "env", None)
     return int(env.metadata.get("render_fps", 30) or 30)
 
 

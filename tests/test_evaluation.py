@@ -153,3 +153,20 @@ def test_train_eval_envs_sets_how_many_evaluation_envs_a_run_builds(
         scores.append([(r["global_step"], r["eval/return_mean"]) for r in read_metrics(run_dir)
                        if "eval/return_mean" in r])
     assert len(scores[0]) == 3 and scores[0] == scores[1]
+
+
+def test_atari_videos_play_in_real_time() -> None:
+    """Under atari_preprocessing each recorded frame is frame_skip emulator frames (60 a
+    second): 15 frames/s at frame skip 4, not ALE's nominal 30; other envs keep theirs."""
+    from forgelab.agents.evaluation import render_fps
+    from forgelab.agents.experiment import EnvSpec
+    from forgelab.envs.building import make_env
+
+    pong = make_env(EnvSpec(id="ALE/Pong-v5", kwargs={"frameskip": 1}, wrappers=[
+        {"name": "atari_preprocessing", "frame_skip": 4, "screen_size": 84},
+        {"name": "frame_stack", "stack_size": 4}]))
+    try:
+        assert pong.metadata["render_fps"] == 30 and render_fps(pong) == 15
+    finally:
+        pong.close()
+    assert render_fps(cartpoles(1)[0]) == 50
