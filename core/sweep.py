@@ -307,7 +307,12 @@ def _report(spec: StudySpec, trials: list[Trial], stopped: int | None, seconds: 
         print(f"  failed {trial.id} after {trial.attempts} attempt(s): {trial.error}\n"
               f"    log: {spec.study_dir / trial.id / 'trial.log'}", file=sys.stderr)
     if stopped:
-        print(f"stopped; resume with: forgelab sweep --resume {spec.study_dir}", file=sys.stderr)
+        if trials and all(t.status == FINISHED for t in trials):
+            # The stop came as the last trials ended: the study is complete all the same.
+            print("stopped, but every trial had finished: nothing to resume", file=sys.stderr)
+        else:
+            print(f"stopped; resume with: forgelab sweep --resume {spec.study_dir}",
+                  file=sys.stderr)
         return 128 + stopped
     if any(t.status != FINISHED for t in trials):
         print(f"unfinished trials; run again with: forgelab sweep --resume {spec.study_dir}",

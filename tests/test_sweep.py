@@ -327,3 +327,20 @@ def test_more_seeds_under_the_same_name_run_only_the_new_ones() -> None:
     assert trials("grow")["c00-s0"]["run_dir"] == done
     unnamed = forgelab_cli("sweep", "cartpole-random", "seed=0:2", *SHORT, "--dry-run")
     assert "runs/grow" not in unnamed.stdout and "0 finished" in unnamed.stdout  # a new study
+
+
+def test_a_stop_after_every_trial_finished_says_there_is_nothing_to_resume(capsys) -> None:
+    """A Ctrl-C that lands as the last trials end: exit 130 (it was stopped), but the study is
+    complete, so no 'resume with' (resuming would find nothing to do)."""
+    from forgelab.core.study import FINISHED, INTERRUPTED, Trial, spec_from_items
+    from forgelab.core.sweep import _report
+
+    spec = spec_from_items("cartpole-random", ["seed=0:2"], name="done")
+    trials = [Trial(id=f"c00-s{i}", config_id="c00", params={}, seed=i, status=FINISHED)
+              for i in range(2)]
+    assert _report(spec, trials, signal.SIGINT, 1.0, 2) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "resume with" not in err
+    trials[1].status = INTERRUPTED
+    assert _report(spec, trials, signal.SIGINT, 1.0, 2) == 130
+    assert "resume with: forgelab sweep --resume" in capsys.readouterr().err
