@@ -300,12 +300,15 @@ def _python_sticky_actions(env_id: str, kwargs: dict[str, Any]) -> float:
     action and the draws are then Python state that env snapshots save: ALE's saved state lacks
     the last action, so a resumed run with ALE's own sticky actions diverges. Returns 0 (and
     leaves ``kwargs`` alone) for anything else: with ALE's frame skipping on, the wrapper would
-    repeat whole agent steps instead."""
+    repeat whole agent steps instead.
+
+    :raises ConfigError: for a ``repeat_action_probability`` outside [0, 1) (ALE takes any).
+    """
     if not env_id.startswith("ALE/"):
         return 0.0
     settings = {**gym.registry[env_id].kwargs, **kwargs}
     probability = float(settings.get("repeat_action_probability", 0.0))
-    if not 0.0 <= probability < 1.0:  # ALE takes any float, even one the agent never acts in
+    if not 0.0 <= probability < 1.0:  # at 1 the agent's actions would never reach the game
         raise ConfigError(f"env.kwargs.repeat_action_probability: {probability} is not a "
                           "probability below 1",
                           hint="0.25 is v5's default (Machado et al. 2018); 0 turns sticky "
