@@ -101,26 +101,24 @@ def lock_held(run_dir: Path) -> bool:
     import fcntl
 
     try:
-        holder = json.loads((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return False
-    pid = holder.get("pid") if isinstance(holder, dict) else None
-    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, another user's
-    try:
         fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
     except OSError:
         return False
-    try:  # a shared probe fails only while the runner holds its exclusive lock
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+    try:
+        holder = _read(fd)
+        pid = holder.get("pid")
+        if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, another user's
+        try:  # a shared probe fails only while the runner holds its exclusive lock
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
     finally:
         os.close(fd)  # also drops the probe's lock when it was granted
-    return False
