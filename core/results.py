@@ -462,13 +462,15 @@ def default_metric(run: RunRecord) -> str:
     """The headline metric of a run: the first of its family's headline metrics (names or
     prefixes) that it logged, e.g. the evaluation return of an agent (training returns when it
     never evaluated) or a test metric of a generative model."""
-    names = run.metric_names()
-    headline = run.family.headline_metrics if run.family else ("eval/", "test/", "val/")
-    for prefix in headline:
-        for name in names:
-            if name.startswith(prefix):
-                return name
-    return headline[0] if headline else "?"
+    return _first_headline(run.family, run.metric_names())
+
+
+def _first_headline(family: Family | None, names: list[str]) -> str:
+    """The first of ``family``'s headline metrics (names or prefixes) among ``names``, else
+    the first headline metric itself."""
+    headline = family.headline_metrics if family else ("eval/", "test/", "val/")
+    return next((name for prefix in headline for name in names if name.startswith(prefix)),
+                headline[0] if headline else "?")
 
 
 def family_metrics(runs: list[RunRecord]) -> dict[str | None, str]:
@@ -479,14 +481,9 @@ def family_metrics(runs: list[RunRecord]) -> dict[str | None, str]:
     by_family: dict[str | None, list[RunRecord]] = {}
     for run in runs:
         by_family.setdefault(run.family.name if run.family else None, []).append(run)
-    chosen = {}
-    for name, members in by_family.items():
-        family = members[0].family
-        headline = family.headline_metrics if family else ("eval/", "test/", "val/")
-        logged = [n for run in members for n in run.metric_names()]
-        chosen[name] = next((n for prefix in headline for n in logged if n.startswith(prefix)),
-                            headline[0] if headline else "?")
-    return chosen
+    return {name: _first_headline(members[0].family,
+                                  [n for run in members for n in run.metric_names()])
+            for name, members in by_family.items()}
 
 
 def curve_metric(metric: str, run: RunRecord) -> str:
