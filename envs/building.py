@@ -348,16 +348,14 @@ def _unknown_env_message(env_id: str) -> str:
     hundreds, so not all: the ids of the same family, else some of the plain ones)."""
     ids = list(gym.registry)
     guess = closest(env_id, ids)
-    message = f"unknown environment {env_id!r}"
-    if guess:
-        message += f"; did you mean {guess!r}?"
+    message = f"unknown environment {env_id!r}" + (f"; did you mean {guess!r}?" if guess else ".")
     family = env_id.split("-")[0].lower()
     similar = sorted({i for i in ids if i.split("-")[0].lower() == family} - {guess})
     if similar:
         return f"{message} Similar ids: {', '.join(similar)}"
     if guess:
         return message
-    return f"{message}. Some of the ids: {', '.join(sorted(i for i in ids if '/' not in i)[:20])}"
+    return f"{message} Some of the ids: {', '.join(sorted(i for i in ids if '/' not in i)[:20])}"
 
 
 def make_vec_env(spec: EnvSpec, render_mode: str | None = None) -> gym.vector.VectorEnv:
