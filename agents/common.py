@@ -193,10 +193,16 @@ class ActorCritic(nn.Module):
 
 
 @torch.no_grad()
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float,
+                   rarely_clipped: bool = False) -> None:
     """``torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)`` for parameters on one
     device with one dtype: g ← g · min(1, max_norm / (‖g‖ + 1e-6)), the same values without
     its grouping and checks (which cost as much as the clipping itself with networks this small).
+
+    ``rarely_clipped`` (CPU only): first bound ‖g‖ with one NumPy dot product per gradient and
+    return at once when it is clearly below ``max_norm`` (nothing would change); only a norm
+    near or above it goes on to torch's exact computation. A third of the cost when most steps
+    are not clipped (DQN's max norm 10), an extra 10 µs when they are (PPO's 0.5).
 
     On the CPU the coefficient is computed on the read-back norm in float32, the very operations
     torch makes (``reciprocal(‖g‖ + 1e-6) * max_norm``, clamped), which saves four tensor ops
@@ -207,6 +213,11 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
+    if rarely_clipped and grads[0].device.type == "cpu":
+        # float32 dot products are off by ~1e-6 relative at these sizes: 1e-3 is a wide margin
+        squares = sum(float(np.dot(a, a)) for a in (g.numpy().reshape(-1) for g in grads))
+        if math.sqrt(squares) < max_norm * (1 - 1e-3):
+            return
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
     if total.device.type != "cpu" or total.dtype != torch.float32:
         torch._foreach_mul_(grads, torch.clamp(float(max_norm) / (total + 1e-6), max=1.0))

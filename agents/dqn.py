@@ -270,7 +270,10 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # The layers called directly (the same F.linear and activation nn.Sequential calls):
         # at batch 32-64 the module-call overhead is a visible part of a gradient step.
-        h = obs.flatten(1) if self.encoder is None else self.encoder(obs)
+        if self.encoder is not None:
+            h = self.encoder(obs)
+        else:  # (a vector batch is already flat: no call)
+            h = obs if obs.dim() == 2 else obs.flatten(1)
         for layer in self._linears:
             h = self._act(F.linear(h, layer.weight, layer.bias))
         out = F.linear(h, self.head.weight, self.head.bias)
@@ -305,9 +308,11 @@ class NumpyGreedy:
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         h = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
         for w, b in self.body:
-            h = h @ w + b
+            h = h @ w
+            h += b  # in place: one array fewer per layer (the same sums)
             np.tanh(h, out=h) if self.tanh else np.maximum(h, 0, out=h)
-        q = h @ self.head[0] + self.head[1]
+        q = h @ self.head[0]
+        q += self.head[1]
         if self.value is not None:
             q = h @ self.value[0] + self.value[1] + q - q.mean(axis=1, keepdims=True)
         return q
@@ -382,6 +387,10 @@ class DQN:
         self._collected = 0  # env steps since the last training opportunity
         self.obs: np.ndarray | None = None  # current observation of every env
         self._stats = np.zeros(3)  # Σ td_loss, Σ q_mean, count, since the last log row
+        # Each gradient step's loss and Q(s, a), still tensors: read back (one transfer, and a
+        # few tensor ops fewer per sparse-update step) only when a row is logged or saved.
+        self._losses: list[torch.Tensor] = []
+        self._q_taken: list[torch.Tensor] = []
         self.evaluator = PolicyEvaluator.for_run(ctx)
         self._recent: list[float] = []  # returns of the last episodes, for the progress bar
 
@@ -397,6 +406,13 @@ class DQN:
     # ---------------------------------------------------------------------- acting
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """ε-greedy: a uniformly random action with probability ε (per env), else argmax Q."""
+        if self.n_envs == 1:
+            # Scalar draws: the same numbers from the same stream as the size-1 arrays below,
+            # at a third of the cost (a tenth of a sparse-update step went to these draws).
+            random_action = self.rng.integers(self.n_actions)
+            if self.rng.random() < epsilon:
+                return np.array([random_action])
+            return self.greedy(obs)
         random_actions = self.rng.integers(self.n_actions, size=self.n_envs)
         explore = self.rng.random(self.n_envs) < epsilon
         if explore.all():
@@ -418,10 +434,13 @@ class DQN:
         ctx, o = self.ctx, self.options
         if self.obs is None:  # a fresh run; a resumed one continues mid-episode
             self.obs, _ = self.envs.reset(seed=ctx.seed)
+        # ε stays at its final value after the exploration horizon: computed once
+        horizon, final_eps = o.exploration_fraction * ctx.budget, self.epsilon(ctx.budget)
         while self.step < ctx.budget and not ctx.stop_requested:
             last = self.step
             # 1. Act ε-greedily (uniformly at random while the buffer warms up).
-            eps = 1.0 if self.step < o.learning_starts else self.epsilon(self.step)
+            eps = (1.0 if self.step < o.learning_starts else
+                   final_eps if self.step >= horizon else self.epsilon(self.step))
             actions = self.act(self.obs, eps)
             next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
             # 2. Store (s, a, r, s', terminated); s' is the real last observation of an episode
@@ -470,58 +489,67 @@ class DQN:
         # Indices for the whole phase at once; chunked so the gathered data stays small.
         per_step = o.batch_size * int(np.prod(b.obs.shape[1:]))
         chunk = max(1, min(gradient_steps, (1 << 22) // max(per_step, 1)))
-        losses, q_means = [], []
         for start in range(0, gradient_steps, chunk):
             g = min(chunk, gradient_steps - start)
-            idx = self.rng.integers(0, b.size, size=(g, o.batch_size))
+            # g minibatches of B, one after the other: (g·B, ...) tensors
+            idx = self.rng.integers(0, b.size, size=g * o.batch_size)
             obs_dtype = None if self.images else torch.float32  # images: as stored
-            obs = self._tensor(b.obs[idx], obs_dtype)  # (g, B, *obs_shape)
+            obs = self._tensor(b.obs[idx], obs_dtype)  # (g·B, *obs_shape)
             next_obs = self._tensor(b.next_observations(idx), obs_dtype)
-            actions = self._tensor(b.actions[idx], torch.int64).unsqueeze(-1)  # (g, B, 1)
-            rewards = self._tensor(b.rewards[idx], torch.float32)  # (g, B)
+            actions = self._tensor(b.actions[idx], torch.int64).unsqueeze(-1)  # (g·B, 1)
+            rewards = self._tensor(b.rewards[idx], torch.float32)  # (g·B,)
             # γ (1 − d) in NumPy: the same float32 values, two tensor ops fewer per phase
             discount = self._tensor(o.gamma * (1.0 - b.terminated[idx]), torch.float32)
             with torch.no_grad():  # θ⁻ is fixed for the whole phase: one batched forward
-                next_q_target = self.target_net(next_obs.flatten(0, 1)).view(
-                    g, o.batch_size, self.n_actions)
+                next_q_target = self.target_net(next_obs)
                 if not o.double_q:
                     # y = r + γ (1 − d) max_a' Q_θ⁻(s', a')
                     targets = rewards + discount * next_q_target.max(-1).values
             for i in range(g):
+                # the i-th minibatch's rows (all of them, with no slicing call, when g is 1)
+                rows = _all_rows if g == 1 else slice(i * o.batch_size, (i + 1) * o.batch_size)
                 if o.double_q:
                     with torch.no_grad():
                         # y = r + γ (1 − d) Q_θ⁻(s', argmax_a' Q_θ(s', a'))
-                        best = self.q_net(next_obs[i]).argmax(dim=1, keepdim=True)
-                        y = rewards[i] + discount[i] * next_q_target[i].gather(1, best).squeeze(1)
+                        best = self.q_net(_take(next_obs, rows)).argmax(dim=1, keepdim=True)
+                        y = _take(rewards, rows) + _take(discount, rows) * _take(
+                            next_q_target, rows).gather(1, best).squeeze(1)
                 else:
-                    y = targets[i]
-                q = self.q_net(obs[i]).gather(1, actions[i]).squeeze(1)  # Q_θ(s, a)
+                    y = _take(targets, rows)
+                q = self.q_net(_take(obs, rows)).gather(1, _take(actions, rows)).squeeze(1)
                 loss = F.smooth_l1_loss(q, y) if o.loss == "huber" else 0.5 * F.mse_loss(q, y)
                 for p in self.params:  # = optimizer.zero_grad(set_to_none=True), minus its
                     p.grad = None  # dispatch overhead (a tenth of a sparse-update step)
                 loss.backward()
                 if o.max_grad_norm is not None:
-                    clip_grad_norm(self.params, o.max_grad_norm)
+                    clip_grad_norm(self.params, o.max_grad_norm, rarely_clipped=True)
                 self.optimizer.step()
-                losses.append(loss.detach())
-                q_means.append(q.detach().mean())
+                self._losses.append(loss.detach())
+                self._q_taken.append(q.detach())
         self.n_updates += gradient_steps
-        if len(losses) == 1:  # one step per phase (sparse updates): the sums are the values
-            stats = torch.stack([losses[0], q_means[0]]).tolist()
-        else:
-            stats = torch.stack([torch.stack(losses).sum(), torch.stack(q_means).sum()]).tolist()
-        self._stats += (stats[0], stats[1], gradient_steps)
         if self.device.type != "cpu":
             self.greedy.sync()
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
         tensor = torch.from_numpy(array)
+        if self.device.type == "cpu" and dtype in (None, tensor.dtype):
+            return tensor  # already there: skip the call (five per sparse-update step)
         return tensor.to(self.device, dtype) if dtype is not None else tensor.to(self.device)
+
+    def _fold_stats(self) -> None:
+        """Add the pending gradient steps' losses and mean Q(s, a) to the running sums."""
+        if self._losses:
+            with torch.no_grad():
+                sums = torch.stack([torch.stack(self._losses).sum(),
+                                    torch.stack(self._q_taken).mean(dim=1).sum()]).tolist()
+            self._stats += (sums[0], sums[1], len(self._losses))
+            self._losses, self._q_taken = [], []
 
     def metrics(self, epsilon: float) -> dict[str, float]:
         """The training row: ε, gradient steps so far, and the mean TD loss and Q since the
         last row."""
         row = {"train/epsilon": epsilon, "train/n_updates": self.n_updates}
+        self._fold_stats()
         loss_sum, q_sum, count = self._stats
         if count:
             row.update({"train/td_loss": loss_sum / count, "train/q_mean": q_sum / count})
@@ -553,6 +581,7 @@ class DQN:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        self._fold_stats()
         state = {
             "step": self.step,
             "n_updates": self.n_updates,
@@ -589,12 +618,22 @@ class DQN:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self._stats = _numpy(state["stats"]).astype(np.float64)
+        self._losses, self._q_taken = [], []
         if "obs" in state:
             self.obs = _numpy(state["obs"])
             restore_env(self.envs, state["envs"])
         if "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
         self.greedy.sync()
+
+
+_all_rows = slice(None)
+
+
+def _take(tensor: torch.Tensor, rows: slice) -> torch.Tensor:
+    """``tensor[rows]``, or ``tensor`` itself for all rows (a sparse update's one minibatch:
+    indexing would cost a tensor call for nothing)."""
+    return tensor if rows is _all_rows else tensor[rows]
 
 
 def _numpy(value: Any) -> np.ndarray:

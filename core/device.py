@@ -80,10 +80,11 @@ class _FusedAdam(torch.optim.Adam):
 
     def __init__(self, params: list[torch.nn.Parameter], **options: Any) -> None:
         super().__init__(params, fused=True, **options)
-        self._state_lists: list[tuple[list, list, list, list]] | None = None
+        self._state_lists: list[tuple[list, list, list, list, torch.Tensor]] | None = None
 
-    def _fast_path(self) -> list[tuple[list, list, list, list]] | None:
-        """Per group: (params, exp_avgs, exp_avg_sqs, steps), or None where Adam.step must run."""
+    def _fast_path(self) -> list[tuple[list, list, list, list, torch.Tensor]] | None:
+        """Per group: (params, exp_avgs, exp_avg_sqs, steps, the tensor the steps are views of), or
+        None where Adam.step must run."""
         if self._state_lists is not None:
             return self._state_lists
         lists = []
@@ -95,8 +96,14 @@ class _FusedAdam(torch.optim.Adam):
                     or any(len(self.state.get(p, ())) == 0 for p in params)):
                 return None
             states = [self.state[p] for p in params]
+            # The step counts become views of one tensor: one add_ per step instead of one
+            # per parameter (the same counts; checkpoints save and load them as before).
+            counts = torch.stack([s["step"] for s in states])
+            for i, s in enumerate(states):
+                s["step"] = counts[i]
             lists.append((params, [s["exp_avg"] for s in states],
-                          [s["exp_avg_sq"] for s in states], [s["step"] for s in states]))
+                          [s["exp_avg_sq"] for s in states], [s["step"] for s in states],
+                          counts))
         self._state_lists = lists
         return lists
 
@@ -112,10 +119,10 @@ class _FusedAdam(torch.optim.Adam):
         if lists is None or any(g is None for group in grads for g in group):
             return _adam_step_with_hooks()(self, closure)
         with torch.no_grad():
-            for group, (params, exp_avgs, exp_avg_sqs, steps), group_grads in zip(
+            for group, (params, exp_avgs, exp_avg_sqs, steps, counts), group_grads in zip(
                     self.param_groups, lists, grads, strict=True):
                 beta1, beta2 = group["betas"]
-                torch._foreach_add_(steps, 1)
+                counts.add_(1)  # = torch._foreach_add_(steps, 1): they are its views
                 torch._fused_adam_(params, group_grads, exp_avgs, exp_avg_sqs, [], steps,
                                    amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2,
                                    weight_decay=group["weight_decay"], eps=group["eps"],

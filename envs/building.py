@@ -396,6 +396,11 @@ class SameStepSyncVectorEnv(gym.vector.SyncVectorEnv):
     ``ndarray.copy``: 8.8 µs. Other observation spaces and autoreset modes take the stock path.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._array_actions = isinstance(
+            self.action_space, gym.spaces.Box | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary)
+
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
         box = isinstance(self.single_observation_space, gym.spaces.Box)
@@ -403,8 +408,10 @@ class SameStepSyncVectorEnv(gym.vector.SyncVectorEnv):
             return super().step(actions)
         infos: dict[str, Any] = {}
         batch = self._observations
-        for i, (action, env) in enumerate(zip(iterate(self.action_space, actions), self.envs,
-                                              strict=True)):
+        # iterate() of a Box/MultiDiscrete/MultiBinary batch is iter(array), minus its dispatch
+        rows = (actions if self._array_actions and isinstance(actions, np.ndarray)
+                else iterate(self.action_space, actions))
+        for i, (action, env) in enumerate(zip(rows, self.envs, strict=True)):
             obs, self._rewards[i], self._terminations[i], self._truncations[i], env_info = \
                 env.step(action)
             if self._terminations[i] or self._truncations[i]:

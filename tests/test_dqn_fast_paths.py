@@ -26,18 +26,26 @@ def test_clip_grad_norm_equals_torch(scale: float) -> None:
     assert scale < 1 or not torch.equal(params[0].grad, grads[0])  # it did clip
 
 
-def test_clip_grad_norm_equals_torch_over_many_norms() -> None:
+@pytest.mark.parametrize("rarely_clipped", [False, True])
+def test_clip_grad_norm_equals_torch_over_many_norms(rarely_clipped: bool) -> None:
     # the CPU path computes the coefficient from the read-back norm in float32: it must match
-    # torch's tensor arithmetic bit for bit at every scale, clipped or not
+    # torch's tensor arithmetic bit for bit at every scale, clipped or not; rarely_clipped's
+    # NumPy bound must hand every norm near max_norm to that computation
     torch.manual_seed(2)
+    near = [0.13 * (1 + k * 1e-4) for k in range(-12, 13)]  # ‖g‖ within ±0.1% of max_norm
     for max_norm in (0.5, 10.0, 0.3):
-        for scale in torch.logspace(-6, 4, 60).tolist():
+        for scale in torch.logspace(-6, 4, 60).tolist() + near:
             params = [torch.nn.Parameter(torch.randn(s)) for s in [(8, 4), (8,), (1, 8)]]
             twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
             for p, t in zip(params, twins, strict=True):
                 p.grad = torch.randn(p.shape) * scale
                 t.grad = p.grad.clone()
-            clip_grad_norm(params, max_norm)
+            if scale in near:  # rescale the gradients to ‖g‖ = max_norm · scale / 0.13
+                total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params]))
+                for p, t in zip(params, twins, strict=True):
+                    p.grad *= max_norm * scale / 0.13 / total
+                    t.grad = p.grad.clone()
+            clip_grad_norm(params, max_norm, rarely_clipped=rarely_clipped)
             torch.nn.utils.clip_grad_norm_(twins, max_norm, foreach=True)
             assert all(torch.equal(p.grad, t.grad) for p, t in zip(params, twins, strict=True))
 
@@ -91,3 +99,24 @@ def test_q_network_forward_equals_its_sequential_body(activation: str) -> None:
     q = net.head(h)
     expected = net.value(h) + q - q.mean(dim=1, keepdim=True)
     assert torch.equal(net(obs), expected)
+
+
+def test_one_env_epsilon_greedy_draws_what_the_batched_rule_draws() -> None:
+    """With one env (DQN's usual setting) ``act`` draws scalars: the same numbers from the
+    generator, in the same order, as the size-1 arrays of the rule for a batch of envs."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from forgelab.agents.dqn import DQN
+
+    greedy = np.array([2])
+    agent = SimpleNamespace(n_envs=1, n_actions=3, rng=np.random.default_rng(5),
+                            greedy=lambda obs: greedy)
+    reference = np.random.default_rng(5)
+    for k in range(3000):
+        epsilon = (k % 11) / 10
+        random_actions = reference.integers(3, size=1)
+        expected = np.where(reference.random(1) < epsilon, random_actions, greedy)
+        assert DQN.act(agent, np.zeros((1, 4)), epsilon).tolist() == expected.tolist()
+    assert agent.rng.random() == reference.random()  # the streams are still in step
