@@ -72,7 +72,8 @@ def check_policy_gradient(options: Any, config: Any, spaces: Spaces) -> None:
 
 
 def check_ppo(options: Any, config: Any, spaces: Spaces) -> None:
-    """PPO: the policy-gradient checks, and minibatches that divide the rollout."""
+    """PPO: the policy-gradient checks, minibatches that divide the rollout, and NumPy
+    gradients only where they apply."""
     rollout = options.n_steps * config.env.num_envs
     if rollout % options.batch_size:
         raise ConfigError(
@@ -81,6 +82,15 @@ def check_ppo(options: Any, config: Any, spaces: Spaces) -> None:
             f"{rollout}", hint="pick a batch_size that divides it, e.g. "
             f"{divisor_near(rollout, options.batch_size)}")
     check_policy_gradient(options, config, spaces)
+    if options.gradients == "numpy":
+        from forgelab.agents.ppo_numpy import numpy_unsupported
+        from forgelab.core.device import resolve_device
+
+        reason = numpy_unsupported(options, resolve_device(config.device),
+                                   _check_encoder(spaces[0], options.encoder))
+        if reason is not None:
+            raise ConfigError(f"agent.gradients: numpy does not apply here: {reason}",
+                              hint="use gradients: auto (numpy where it applies) or autograd")
 
 
 def divisor_near(n: int, k: int) -> int:

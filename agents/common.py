@@ -441,6 +441,10 @@ class PolicyGradientAgent:
         return self.env_action(chosen)
 
     # ------------------------------------------------------------------ collecting (A2C, PPO)
+    def sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """a ~ π(·|s) for the training envs' observations (``collect`` calls it every step)."""
+        return self.policy.sample(obs)
+
     def start_envs(self) -> None:
         """Reset the training envs on a fresh run (a resumed one continues mid-episode)."""
         if self.obs is None:
@@ -453,7 +457,7 @@ class PolicyGradientAgent:
         rollout.truncations = []
         for t in range(rollout.steps):
             obs = self.obs_tensor(self.obs, update=True)
-            actions = self.policy.sample(obs)
+            actions = self.sample_actions(obs)
             self.obs, rewards, terminated, truncated, infos = self.envs.step(
                 self.env_action(actions))
             rollout.obs[t] = obs

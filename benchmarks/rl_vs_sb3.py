@@ -62,10 +62,15 @@ ZOO: dict[str, dict[str, Any]] = {
 }
 # Rows beside RL Zoo's settings (``agent``: which agent both frameworks train):
 # * ppo-vec: PPO as above on gymnasium's native CartPole batch env (env.vectorization: vector);
-#   SB3 has no such env, so its side is the same DummyVecEnv run as the ppo row.
+#   SB3 has no such env, so its side is the same DummyVecEnv run as the ppo row (likewise for
+#   ppo-autograd).
 # * dqn-sparse: DQN with one gradient step every 10 env steps (train_freq 10) and SB3's default
 #   [64, 64] network, a setting where acting, env steps and bookkeeping take much of the time.
 ZOO["ppo-vec"] = {**ZOO["ppo"], "agent": "ppo", "env": {"vectorization": "vector"}}
+# * ppo-autograd: PPO as in the ppo row with its minibatch gradients from torch's autograd
+#   (agent.gradients: autograd) instead of the NumPy gradients the CPU uses by default.
+ZOO["ppo-autograd"] = {**ZOO["ppo"], "agent": "ppo",
+                       "forgelab": {**ZOO["ppo"]["forgelab"], "gradients": "autograd"}}
 ZOO["dqn-sparse"] = {
     **ZOO["dqn"], "agent": "dqn",
     "forgelab": {**ZOO["dqn"]["forgelab"], "train_freq": 10, "gradient_steps": 1,
