@@ -403,7 +403,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print the table of earlier --json results (several files are "
                              "pooled) instead of training")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, +1, ...")
-    parser.add_argument("--algos", default="dqn,ppo", help="comma-separated: dqn, ppo")
+    parser.add_argument("--algos", default="dqn,ppo", help="comma-separated: dqn, ppo, or the "
+                        "variant rows dqn-sparse, ppo-vec, ppo-autograd")
     parser.add_argument("--frameworks", default="forgelab,sb3", help="forgelab, sb3 or both")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="cap the training budget (default: RL Zoo's)")

@@ -4,6 +4,7 @@ contract (SAME_STEP autoreset, episode statistics), used by PPO and DQN, resumed
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -135,7 +136,7 @@ def test_dqn_trains_on_the_native_env() -> None:
     assert any("train/td_loss" in row for row in rows)
 
 
-def test_rl_benchmark_has_a_native_vector_row_beside_ppo(
+def test_rl_benchmark_has_native_vector_and_autograd_rows_beside_ppo(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import benchmark_script
@@ -144,10 +145,12 @@ def test_rl_benchmark_has_a_native_vector_row_beside_ppo(
 
     monkeypatch.delenv("WANDB_MODE", raising=False)  # main() drops it; restored after the test
     raw = tmp_path / "results.json"
-    assert rl_benchmark.main(["--seeds", "1", "--algos", "ppo,ppo-vec", "--frameworks",
-                              "forgelab", "--max-steps", "512", "--eval-every", "512",
-                              "--full", "--json", str(raw)]) == 0
+    assert rl_benchmark.main(["--seeds", "1", "--algos", "ppo,ppo-vec,ppo-autograd",
+                              "--frameworks", "forgelab", "--max-steps", "512",
+                              "--eval-every", "512", "--full", "--json", str(raw)]) == 0
     table = capsys.readouterr().out
-    assert "ppo-vec forgelab" in table and "forgelab ppo-vec / ppo: train SPS" in table
+    assert re.search(r"^ppo-vec +forgelab", table, re.M), table  # (columns padded to fit)
+    assert "forgelab ppo-vec / ppo: train SPS" in table
+    assert "forgelab ppo-autograd / ppo: train SPS" in table
     rows = {r["algo"]: r for r in json.loads(raw.read_text())}
-    assert rows["ppo"]["steps"] == rows["ppo-vec"]["steps"] == 512
+    assert rows["ppo"]["steps"] == rows["ppo-vec"]["steps"] == rows["ppo-autograd"]["steps"] == 512
