@@ -34,7 +34,7 @@ differentiated by hand in NumPy, 3x faster per step than autograd at CartPole's 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -79,6 +79,8 @@ class PPOConfig(PolicyConfig):
 
     linear_schedules: ClassVar[dict[str, str]] = {"learning_rate": "anneal_lr",
                                                   "clip_range": "anneal_clip_range"}
+    #: a run saved before ``gradients`` existed resumes with the path it was made with
+    resume_defaults: ClassVar[dict[str, Any]] = {"gradients": "autograd"}
 
     learning_rate: PositiveFloat = Field(3e-4, description="Adam step size (lin_<x>: annealed)")
     anneal_lr: bool = Field(False, description="decay the learning rate linearly to 0")

@@ -297,7 +297,23 @@ def prepare_resume(run_dir: Path, overrides: list[str] | None = None,
             raise ConfigError(f"cannot change {key!r} when resuming: only train.* and "
                               "tracking.* may change", hint="start a new run instead")
     config = validate_experiment(apply_overrides(data, parsed), source=str(run_dir / CONFIG_FILE))
+    _fill_resume_defaults(config, host or get_host())
     return prepare(config, host), info, bool(parsed)
+
+
+def _fill_resume_defaults(config: ExperimentConfig, host: PluginHost) -> None:
+    """Give options a run's saved config lacks the values its options class lists in
+    ``resume_defaults``: a config.yaml lists every option, so a missing one is newer than the
+    run, and the run continues as it was made (e.g. PPO's ``gradients: autograd``)."""
+    try:
+        reg = host.registry.get(host.family(config).component_key, config.component)
+        schema = reg.load_config()
+    except ForgelabError:
+        return  # prepare() says what is wrong
+    options = getattr(config, f"{config.kind}_options", None)  # (the mapping itself)
+    if isinstance(options, dict):
+        for key, value in getattr(schema, "resume_defaults", {}).items():
+            options.setdefault(key, value)
 
 
 def resume(run_dir: Path, overrides: list[str] | None = None, host: PluginHost | None = None,

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import forgelab_cli, read_metrics, run_experiment
+from conftest import forgelab_cli, latest_state, read_metrics, run_experiment
 
 from forgelab.agents.common import ActorCritic
 from forgelab.agents.ppo_numpy import NumpyPPOGradients
@@ -139,3 +139,24 @@ def test_auto_takes_numpy_where_it_applies_and_numpy_elsewhere_is_refused(tmp_pa
         assert "agent.gradients: numpy does not apply here" in result.stderr
         assert "clip_range_vf" in result.stderr and "gradients: auto" in result.stderr
     assert not out.exists()  # refused before a run directory existed
+
+
+def test_a_run_saved_before_the_gradients_option_resumes_with_autograd() -> None:
+    """A run made before ``gradients`` existed (its config.yaml lists every other option)
+    continues with autograd, the path it was made with: it ends with the parameters of an
+    uninterrupted autograd run (constant schedules: annealing depends on the budget)."""
+    from forgelab.core import runner
+
+    same = ["agent.gradients=autograd", "agent.anneal_lr=false", "agent.anneal_clip_range=false",
+            "train.checkpoint_every=1024"]
+    straight = run_experiment(*_ppo(*same, "train.total_steps=2048"))
+    old = run_experiment(*_ppo(*same, "train.total_steps=1024"))
+    config = old / "config.yaml"
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(line for line in lines if "gradients:" not in line))
+    resumed = runner.resume(old, ["train.total_steps=2048"], show_progress=False)
+
+    a, b = (latest_state(run)["component"] for run in (straight, resumed))
+    assert a["step"] == b["step"] == 2048
+    for name, value in a["policy"].items():
+        assert torch.equal(value, b["policy"][name]), name
