@@ -56,13 +56,20 @@ def configure_cpu_math(flush_denormal: bool = True) -> bool:
 
 
 def configure_threads(threads: int | None) -> None:
-    """Set the CPU threads torch uses for this job (the experiment's ``threads`` key).
+    """Set the CPU threads torch and NumPy's BLAS use for this job (the experiment's
+    ``threads`` key).
 
-    :param threads: intra-op threads; None keeps torch's default (one per core). The setting
-        is per process, so a job sets it once, before building its networks.
+    NumPy's BLAS (OpenBLAS) would otherwise split even the small matrix products of PPO's
+    NumPy gradients over every core, and the parallel trials of a sweep would each do so.
+
+    :param threads: intra-op threads; None keeps both libraries' defaults (one per core). The
+        setting is per process, so a job sets it once, before building its networks.
     """
     if threads is not None:
         torch.set_num_threads(int(threads))
+        from threadpoolctl import threadpool_limits  # (scikit-learn's dependency)
+
+        threadpool_limits(limits=int(threads), user_api="blas")  # stays set for the process
 
 
 class _FusedAdam(torch.optim.Adam):

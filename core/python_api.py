@@ -107,17 +107,21 @@ def resume(run_dir: str | Path, overrides: Mapping[str, Any] | Iterable[str] | N
 
 
 class _keep_torch_threads:
-    """A job sets torch's thread count for its process; give the caller's setting back."""
+    """A job sets torch's and NumPy's BLAS thread counts for its process; give the caller's
+    settings back."""
 
     def __enter__(self) -> None:
         import torch
+        from threadpoolctl import threadpool_limits
 
         self.threads = torch.get_num_threads()
+        self.blas = threadpool_limits(limits=None, user_api="blas")  # remembers, changes nothing
 
     def __exit__(self, *exc: object) -> None:
         import torch
 
         torch.set_num_threads(self.threads)
+        self.blas.restore_original_limits()
 
 
 def list_experiments() -> list[str]:

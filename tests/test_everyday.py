@@ -23,6 +23,7 @@ from conftest import (
     wandb_config,
     wandb_records,
 )
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import forgelab
 from forgelab.core import runner
@@ -56,8 +57,13 @@ def test_threads_is_applied_by_the_runner_to_every_family(experiment, overrides,
     assert torch.get_num_threads() == 1  # conftest's setting for this worker
     config = load_experiment(experiment, [*overrides, "threads=2",
                                           f"output_dir={Path.cwd() / 'runs'}"])
-    run_dir = runner.train(config, show_progress=True)
-    assert torch.get_num_threads() == 2
+    with threadpool_limits(limits=3, user_api="blas"):  # (restored after the test)
+        run_dir = runner.train(config, show_progress=True)
+        assert torch.get_num_threads() == 2
+        # NumPy's BLAS too (PPO's NumPy gradients): a sweep's parallel trials stay on their
+        # threads
+        assert {pool["num_threads"] for pool in threadpool_info()
+                if pool["user_api"] == "blas"} == {2}
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["threads"] == 2
     # The progress bar counts a unit that advances smoothly and shows what a user watches.
     bars = [line for line in capsys.readouterr().err.splitlines()
@@ -87,12 +93,16 @@ def test_torch_threads_in_old_files_is_an_alias_of_threads(tmp_path: Path) -> No
 
 # ------------------------------------------------------------------------ Python API
 def test_train_load_and_predict_with_a_native_agent(no_wandb) -> None:
+    blas_threads = {pool["num_threads"] for pool in threadpool_info()
+                    if pool["user_api"] == "blas"}
     run = forgelab.train("cartpole-ppo", {"agent.learning_rate": 1e-3}, seed=1, progress=False,
                          output_dir=str(Path.cwd() / "runs"), **PPO)
     assert isinstance(run, forgelab.Run) and run.dir.is_dir() and run.status == "finished"
     assert run.config["seed"] == 1 and run.config["agent_options"]["learning_rate"] == 1e-3
     assert run.config["train"]["eval_every"] == 256  # a dict override keeps the other keys
     assert torch.get_num_threads() == 1  # the caller's setting is given back
+    assert blas_threads == {pool["num_threads"] for pool in threadpool_info()
+                            if pool["user_api"] == "blas"}  # and NumPy's BLAS setting
     steps, returns = run.series("eval/return_mean")
     assert steps == [256, 512] and len(returns) == 2
     assert run.metrics["eval/return_mean"] == returns[-1]
