@@ -387,10 +387,12 @@ class DQN:
         self._collected = 0  # env steps since the last training opportunity
         self.obs: np.ndarray | None = None  # current observation of every env
         self._stats = np.zeros(3)  # Σ td_loss, Σ q_mean, count, since the last log row
-        # Each gradient step's loss and Q(s, a), still tensors: read back (one transfer, and a
-        # few tensor ops fewer per sparse-update step) only when a row is logged or saved.
+        # Each gradient step's loss and Q(s, a), still tensors, and the training phases they
+        # came in: read back (one transfer, a few tensor ops fewer per sparse-update phase)
+        # when a row is logged or saved, or when many are pending (_fold_stats).
         self._losses: list[torch.Tensor] = []
         self._q_taken: list[torch.Tensor] = []
+        self._phases: list[int] = []
         self.evaluator = PolicyEvaluator.for_run(ctx)
         self._recent: list[float] = []  # returns of the last episodes, for the progress bar
 
@@ -527,6 +529,9 @@ class DQN:
                 self._losses.append(loss.detach())
                 self._q_taken.append(q.detach())
         self.n_updates += gradient_steps
+        self._phases.append(gradient_steps)
+        if len(self._losses) >= _MAX_PENDING:  # (a long log_every would hold them all)
+            self._fold_stats()
         if self.device.type != "cpu":
             self.greedy.sync()
 
@@ -537,13 +542,26 @@ class DQN:
         return tensor.to(self.device, dtype) if dtype is not None else tensor.to(self.device)
 
     def _fold_stats(self) -> None:
-        """Add the pending gradient steps' losses and mean Q(s, a) to the running sums."""
-        if self._losses:
-            with torch.no_grad():
-                sums = torch.stack([torch.stack(self._losses).sum(),
-                                    torch.stack(self._q_taken).mean(dim=1).sum()]).tolist()
-            self._stats += (sums[0], sums[1], len(self._losses))
-            self._losses, self._q_taken = [], []
+        """Add the pending phases' TD losses and mean Q(s, a) to the running sums, phase by
+        phase: a phase's float32 sum (its value when it had one step), then float64 sums over
+        phases, so the logged values do not depend on when the pending ones are read."""
+        if not self._losses:
+            return
+        with torch.no_grad():
+            q_means = torch.stack(self._q_taken).mean(dim=1)  # = each q.mean(), exactly
+            if all(count == 1 for count in self._phases):  # sparse updates: one read
+                per_phase = torch.stack([torch.stack(self._losses), q_means]).T.tolist()
+            else:
+                sums, start = [], 0
+                for count in self._phases:
+                    part = slice(start, start + count)
+                    sums.append(torch.stack([torch.stack(self._losses[part]).sum(),
+                                             torch.stack(list(q_means[part])).sum()]))
+                    start += count
+                per_phase = torch.stack(sums).tolist()
+        for (loss_sum, q_sum), count in zip(per_phase, self._phases, strict=True):
+            self._stats += (loss_sum, q_sum, count)
+        self._losses, self._q_taken, self._phases = [], [], []
 
     def metrics(self, epsilon: float) -> dict[str, float]:
         """The training row: ε, gradient steps so far, and the mean TD loss and Q since the
@@ -618,7 +636,7 @@ class DQN:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self._stats = _numpy(state["stats"]).astype(np.float64)
-        self._losses, self._q_taken = [], []
+        self._losses, self._q_taken, self._phases = [], [], []
         if "obs" in state:
             self.obs = _numpy(state["obs"])
             restore_env(self.envs, state["envs"])
@@ -628,6 +646,7 @@ class DQN:
 
 
 _all_rows = slice(None)
+_MAX_PENDING = 4096  # gradient steps' stats held as tensors before they are read back
 
 
 def _take(tensor: torch.Tensor, rows: slice) -> torch.Tensor:

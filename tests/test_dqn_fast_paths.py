@@ -120,3 +120,47 @@ def test_one_env_epsilon_greedy_draws_what_the_batched_rule_draws() -> None:
         expected = np.where(reference.random(1) < epsilon, random_actions, greedy)
         assert DQN.act(agent, np.zeros((1, 4)), epsilon).tolist() == expected.tolist()
     assert agent.rng.random() == reference.random()  # the streams are still in step
+
+
+def test_td_stats_do_not_depend_on_when_they_are_read() -> None:
+    """The TD loss and Q statistics kept as tensors are summed phase by phase as the per-phase
+    reads did (float32 within a phase, float64 across phases): reading them after every phase,
+    or once for many, or with a checkpoint in between, gives the same logged values."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from forgelab.agents.dqn import DQN
+
+    torch.manual_seed(4)
+    phases = [1, 1, 3, 1, 128, 1, 1, 7]
+    steps = [(torch.rand(()) * 3, torch.randn(32) * 10) for _ in range(sum(phases))]
+
+    def stats(read_after: set[int]) -> list[float]:
+        agent = SimpleNamespace(_losses=[], _q_taken=[], _phases=[], _stats=np.zeros(3))
+        done = 0
+        for k, count in enumerate(phases):
+            for loss, q in steps[done:done + count]:
+                agent._losses.append(loss)
+                agent._q_taken.append(q)
+            agent._phases.append(count)
+            done += count
+            if k in read_after:
+                DQN._fold_stats(agent)
+        DQN._fold_stats(agent)
+        return agent._stats.tolist()
+
+    # what reading after every phase gave before (a one-step phase's values as they are)
+    expected, done = np.zeros(3), 0
+    for count in phases:
+        losses = [loss for loss, _ in steps[done:done + count]]
+        means = [q.mean() for _, q in steps[done:done + count]]
+        pair = (torch.stack([losses[0], means[0]]) if count == 1 else
+                torch.stack([torch.stack(losses).sum(), torch.stack(means).sum()]))
+        expected += (*pair.tolist(), count)
+        done += count
+    assert stats(set(range(len(phases)))) == expected.tolist()
+    assert stats(set()) == stats({2, 5}) == expected.tolist()
+    sparse = [1] * 40  # every phase one step: the single read
+    phases[:] = sparse
+    assert stats(set()) == stats(set(range(40)))
