@@ -70,9 +70,9 @@ def _encode(value: Any) -> Any:
     """A plain value -> a checkpoint-safe one that decodes back to the same type and dtype."""
     # Tensors made here, not by to_safe: np.ascontiguousarray would turn 0-d arrays into 1-d.
     if isinstance(value, np.generic):  # keep np.float32 etc. exact: a 0-d tensor, tagged
-        return {"__npscalar__": torch.from_numpy(np.array(value))}
+        return {"__npscalar__": _tensor(np.array(value))}
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": torch.from_numpy(np.array(value, copy=True))}
+        return {"__ndarray__": _tensor(np.array(value, copy=True))}
     if isinstance(value, (tuple, list)):
         return {"__seq__": [_encode(v) for v in value], "tuple": isinstance(value, tuple)}
     return value  # None, bool, int, float
@@ -90,7 +90,21 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor | dict[str, Any]:
+    """The array as a tensor; a dtype torch has no tensor for (FrozenLake's map of bytes,
+    strings) as its raw bytes in a uint8 tensor, with the dtype and shape to read them back."""
+    try:
+        return torch.from_numpy(array)
+    except TypeError:
+        raw = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8).copy()
+        return {"__raw__": torch.from_numpy(raw), "dtype": array.dtype.str,
+                "shape": list(array.shape)}
+
+
 def _as_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, dict) and "__raw__" in value:
+        data = value["__raw__"].numpy().tobytes()
+        return np.frombuffer(data, np.dtype(value["dtype"])).reshape(value["shape"]).copy()
     if isinstance(value, torch.Tensor):
         return value.numpy().copy()
     return np.array(value, copy=True)

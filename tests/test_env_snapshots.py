@@ -26,6 +26,8 @@ ENVS = {
     # worker processes: the game goes through the pipe as a pickled copy and back
     "minatar-breakout-async": {"id": "MinAtar/Breakout-v1", "num_envs": 2,
                                "vectorization": "async"},
+    # its map is an array of bytes, which torch has no tensor for; slippery: random moves
+    "frozenlake": {"id": "FrozenLake-v1", "num_envs": 2},
     "cartpole-frame-stack": {"id": "CartPole-v1", "num_envs": 2,
                              "wrappers": [{"name": "frame_stack", "stack_size": 3}]},
     "ale-pong": {"id": "ALE/Pong-v5", "num_envs": 1,
