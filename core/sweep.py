@@ -215,8 +215,9 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
     lock = _lock(spec)
     command = ["forgelab", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
     reruns = _reruns(spec, command)
-    earlier = _finished_earlier(spec, [t for t in trials if t.id in wanted and not t.done])
-    todo = [t for t in trials if t.id in wanted and not t.done]
+    pending = [t for t in trials if t.id in wanted and not t.done]
+    earlier = _finished_earlier(spec, pending)
+    todo = [t for t in pending if not t.done]
     total = len(todo) if not spec.search else "?"
     numbers: dict[str, int] = {}  # a trial's place in the progress count: trials, not attempts
     ends: dict[str, int] = {}  # how often each trial ended in this sweep (retries: more)
@@ -228,7 +229,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
             launched.add(trial.id)
         elif trial.status == FINISHED and trial.id not in launched:
             # a launcher found its run finished (by a sweep whose study file missed it)
-            print(f"{trial.id} already finished before this sweep: {trial.run_dir}", flush=True)
+            _say_finished_earlier(trial)
         elif trial.status in (FINISHED, FAILED, INTERRUPTED) and trial.id in launched:
             number = numbers.setdefault(trial.id, len(numbers) + 1)
             ends[trial.id] = ends.get(trial.id, 0) + 1
@@ -246,7 +247,7 @@ def run_sweep(args: argparse.Namespace, host: Any) -> int:
           f"{spec.launcher}, {workers if spec.launcher == 'local' else spec.workers or 'auto'}"
           f" worker(s); record {spec.study_dir / STUDY_FILE}", flush=True)
     for trial in earlier:
-        print(f"{trial.id} already finished before this sweep: {trial.run_dir}", flush=True)
+        _say_finished_earlier(trial)
     gpus = spec.gpus_per_trial if spec.gpus_per_trial is not None else (
         1.0 if device.startswith("cuda") else 0.0)
     ctx = LaunchContext(spec=spec, trials=todo, workers=workers, threads=threads,
@@ -278,6 +279,10 @@ def _reruns(spec: StudySpec, command: list[str] | None) -> list[dict[str, Any]] 
         return None
     previous = json.loads(path.read_text(encoding="utf-8")).get("reruns") or []
     return [*previous, {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}]
+
+
+def _say_finished_earlier(trial: Trial) -> None:
+    print(f"{trial.id} already finished before this sweep: {trial.run_dir}", flush=True)
 
 
 def _finished_earlier(spec: StudySpec, trials: list[Trial]) -> list[Trial]:
